@@ -74,6 +74,22 @@ impl EmbeddedPostgres {
                     .arg(self.pgdata.parent().unwrap_or(&self.pgdata)),
             )?;
         }
+        if self.run_as_postgres {
+            let reachable = Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-x"])
+                .arg(&self.socket_dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !reachable {
+                return Err(EmbeddedError::Step {
+                    step: "check the data directory".into(),
+                    detail: format!(
+                        "the postgres user cannot reach {}; set CITYPIN_DATA_DIR to a directory it can reach (e.g. under /var/lib or /tmp), or set DATABASE_URL",
+                        self.socket_dir.display()
+                    ),
+                });
+            }
+        }
         if !self.pgdata.join("PG_VERSION").exists() {
             let mut cmd = self.pg_command("initdb");
             cmd.arg("-D").arg(&self.pgdata).args([
