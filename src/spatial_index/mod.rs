@@ -414,9 +414,7 @@ impl SpatialIndex {
         keep: impl Fn(&Incident) -> bool,
     ) -> Vec<Hit> {
         let names = self.names.table();
-        let hits = self.scan(center, Some(radius_m), limit, |r| {
-            keep(&r.incident(&names))
-        });
+        let hits = self.scan(center, Some(radius_m), limit, |r| keep(&r.incident(&names)));
         self.to_hits(hits)
     }
 
