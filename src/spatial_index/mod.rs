@@ -330,6 +330,29 @@ impl SpatialIndex {
         true
     }
 
+    /// Heap bytes held by the index: records, tree nodes, tombstones and the delta. Counted
+    /// from the structures (vector capacities), so allocator overhead is not included.
+    pub fn heap_bytes(&self) -> usize {
+        fn nodes<T: rstar::RTreeObject>(n: &rstar::ParentNode<T>) -> usize {
+            std::mem::size_of_val(n.children())
+                + n.children()
+                    .iter()
+                    .map(|c| match c {
+                        rstar::RTreeNode::Parent(p) => nodes(p),
+                        rstar::RTreeNode::Leaf(_) => 0,
+                    })
+                    .sum::<usize>()
+        }
+        let base = self.base.load();
+        let delta = self.read_delta();
+        let map_entry = std::mem::size_of::<(Uuid, Change)>() + 1;
+        base.records.capacity() * std::mem::size_of::<Record>()
+            + nodes(base.tree.root())
+            + base.gone.capacity() * (std::mem::size_of::<(Uuid, i64)>() + 1)
+            + delta.changes.capacity() * map_entry
+            + nodes(delta.tree.root())
+    }
+
     /// Whether the delta is big enough to be worth folding.
     pub fn needs_fold(&self) -> bool {
         let base = self.base.load().records.len();
