@@ -127,12 +127,13 @@ impl Names {
         i
     }
 
+    /// Looks a name up without the writers' lock: the table is a catalogue's worth of names.
     pub fn find(&self, s: &str) -> Option<u16> {
-        self.lookup
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(s)
-            .copied()
+        self.table
+            .load()
+            .iter()
+            .position(|n| &**n == s)
+            .and_then(|i| u16::try_from(i).ok())
     }
 
     pub fn table(&self) -> arc_swap::Guard<Arc<Vec<Arc<str>>>> {

@@ -214,6 +214,8 @@ impl SpatialIndex {
     }
 
     fn replace_records(&self, records: Vec<Record>) {
+        // Not while a fold runs: it would swap in a base built from the content replaced here.
+        let _one = self.folding.lock().unwrap_or_else(PoisonError::into_inner);
         let max_seq = records.iter().map(|r| r.change_seq).max().unwrap_or(0);
         let base = Base::build(records, HashMap::new());
         let mut delta = self.write_delta();
