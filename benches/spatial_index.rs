@@ -86,7 +86,11 @@ fn generate(n: usize, seed: u64) -> Vec<Incident> {
             } else {
                 jitter(&mut rng, *lon, *lat, 40.0)
             };
-            let status = Status::ALL[rng.below(Status::ALL.len())];
+            // Statuses uniformly, but no `duplicate`: that needs a parent (a CHECK constraint).
+            let status = match Status::ALL[rng.below(Status::ALL.len())] {
+                Status::Duplicate => Status::New,
+                s => s,
+            };
             let group = catalogue.get(code).map_or("Other", |s| s.group.as_str());
             Incident {
                 id: Uuid::from_u64_pair(0x0190_0000_0000_7000, i as u64),
