@@ -27,8 +27,19 @@ use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use uuid::Uuid;
 
-const N: usize = 1_000_000;
-const QUERIES: usize = 20_000;
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, as a
+/// quick smoke run (few incidents, no `PostGIS` load) that keeps `make test` short.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn incidents_n() -> usize {
+    if full_run() { 1_000_000 } else { 5_000 }
+}
+
+fn queries_n() -> usize {
+    if full_run() { 20_000 } else { 200 }
+}
 
 struct Rng(u64);
 
@@ -216,15 +227,16 @@ struct World {
 
 fn build_world() -> World {
     let t = Instant::now();
-    let incidents = generate(N, 2026);
+    let n = incidents_n();
+    let incidents = generate(n, 2026);
     println!(
-        "generated {N} incidents in {:.2} s",
+        "generated {n} incidents in {:.2} s",
         t.elapsed().as_secs_f64()
     );
     let mut rng = Rng(11);
-    let centres: Vec<Position> = (0..QUERIES)
+    let centres: Vec<Position> = (0..queries_n())
         .map(|_| {
-            let p = incidents[rng.below(N)].position;
+            let p = incidents[rng.below(n)].position;
             jitter(&mut rng, p.lon(), p.lat(), 200.0)
         })
         .collect();
@@ -297,14 +309,15 @@ fn under_writes(w: &World, secs: u64, index_side: bool) -> Vec<u64> {
             let mut rng = Rng(5);
             let start = Instant::now();
             let mut n: u64 = 0;
-            let mut seq = 10 * N as i64;
+            let total = index.len();
+            let mut seq = 10 * total as i64;
             while !stop.load(Ordering::Relaxed) {
                 // Paced: write number n is due at n ms.
                 let due = start + Duration::from_millis(n);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let i = rng.below(N);
+                let i = rng.below(total);
                 let id = Uuid::from_u64_pair(0x0190_0000_0000_7000, i as u64);
                 if index_side {
                     if let Some(mut inc) = index.get(id) {
@@ -380,7 +393,8 @@ fn build_from_postgis(incidents_seed: u64) {
         citypin::db::MIGRATOR.run(&pool).await.expect("migrate");
         let catalogue = Catalogue::load(None).expect("catalogue");
         catalogue.upsert(&pool).await.expect("catalogue");
-        let incidents = generate(N, incidents_seed);
+        let n = incidents_n();
+        let incidents = generate(n, incidents_seed);
         let known: HashSet<&str> = catalogue
             .all()
             .iter()
@@ -427,7 +441,7 @@ fn build_from_postgis(incidents_seed: u64) {
             .execute(&pool)
             .await
             .expect("analyze");
-        println!("COPY of {N} rows: {:.1} s", t.elapsed().as_secs_f64());
+        println!("COPY of {n} rows: {:.1} s", t.elapsed().as_secs_f64());
         let index = SpatialIndex::new();
         let t = Instant::now();
         let n = index.load(&pool, &catalogue).await.expect("load");
@@ -450,10 +464,13 @@ fn benches(c: &mut Criterion) {
     let w = build_world();
     in_process_percentiles(&w);
     println!("read latency (radius 500 m, open, limit 50) while 1,000 writes/s are applied:");
-    let idx = under_writes(&w, 6, true);
-    let base = under_writes(&w, 6, false);
+    let secs = if full_run() { 6 } else { 1 };
+    let idx = under_writes(&w, secs, true);
+    let base = under_writes(&w, secs, false);
     report("reads under 1,000 writes/s", idx, base);
-    build_from_postgis(2026);
+    if full_run() {
+        build_from_postgis(2026);
+    }
 
     let all = Filter::default();
     let mut g = c.benchmark_group("spatial_index");
