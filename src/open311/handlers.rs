@@ -424,6 +424,6 @@ pub async fn not_found(res: Resource) -> Failure {
     Failure::new(
         res.format,
         StatusCode::NOT_FOUND,
-        "no such Open311 resource",
+        "resource not found: see /open311/discovery.xml",
     )
 }
