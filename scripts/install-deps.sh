@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
-# ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser).
-packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium)
+# ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser), Python's
+# venv (real client libraries from PyPI, e.g. the Open311 client test).
+packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,3 +21,12 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
+
+# A real Open311 client (GeoReport v2 wrapper from PyPI), pinned, in a venv under target/.
+cd "$(dirname "$0")/.."
+py_clients=target/py-clients
+if ! "$py_clients/bin/python" -c 'import georeport' 2>/dev/null; then
+  echo "installing the Open311 client test's Python packages into $py_clients"
+  python3 -m venv "$py_clients"
+  "$py_clients/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1
+fi
