@@ -30,6 +30,7 @@ function route() {
 translateDom();
 window.addEventListener('hashchange', route);
 route();
+performance.mark('citypin:form-ready');
 startAutoFlush();
 initMap(document.getElementById('map')).catch((e) => {
   console.warn('[map]', e);

@@ -31,8 +31,9 @@ async function getJson(url) {
 }
 
 /** Build the runtime style: absolute URLs (workers resolve relative ones against a blob: URL). */
-async function loadStyle(config) {
+async function loadStyle(configP) {
   const style = await getJson(STYLE_URL);
+  const config = await configP;
   for (const src of Object.values(style.sources)) {
     if (typeof src.data === 'string') src.data = abs(src.data);
   }
@@ -69,8 +70,9 @@ function legend() {
 
 export async function initMap(container) {
   const lib = import('maplibre-gl');
-  const config = await getJson(CONFIG_URL).catch(() => ({}));
-  const style = await loadStyle(config);
+  const configP = getJson(CONFIG_URL).catch(() => ({}));
+  const style = await loadStyle(configP);
+  const config = await configP;
   await Promise.all([
     document.fonts.load('16px "Atkinson Hyperlegible"'),
     document.fonts.load('16px "Atkinson Hyperlegible Bold"'),
@@ -82,6 +84,7 @@ export async function initMap(container) {
     style,
     center: config.center || style.center,
     zoom: config.zoom ?? style.zoom,
+    ...(config.bounds && { bounds: config.bounds, fitBoundsOptions: { padding: 8 } }),
     attributionControl: { compact: true },
     dragRotate: false,
     pitchWithRotate: false,
@@ -110,6 +113,7 @@ export async function initMap(container) {
         'circle-stroke-width': ['case', ['boolean', ['get', 'selected'], false], 5, 3],
       },
     });
+    performance.mark('citypin:map-loaded');
     readyResolve(map);
   });
   window.__citypin = { map }; // for the end-to-end tests and for debugging in the field
