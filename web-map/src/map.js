@@ -22,7 +22,8 @@ const clickHandlers = new Set();
 let readyResolve;
 export const ready = new Promise((r) => { readyResolve = r; });
 
-const abs = (url) => new URL(url, window.location.href).href;
+// Keep the {z}/{x}/{y} placeholders that URL() would percent-encode.
+const abs = (url) => new URL(url, window.location.href).href.replace(/%7B/gi, '{').replace(/%7D/gi, '}');
 
 async function getJson(url) {
   const res = await fetch(url, { headers: { Accept: 'application/json' } });

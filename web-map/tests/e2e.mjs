@@ -34,6 +34,11 @@ async function openPage(viewport, { geolocation } = {}) {
   const problems = [];
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  // Worker requests (tiles, basemap) do not log to the page console: check their answers too.
+  page.on('response', (r) => {
+    const path = r.url().replace(BASE, '');
+    if (r.status() >= 500 || (r.status() >= 400 && /^\/(tiles|map-assets|basemap|assets)\b|^\/$/.test(path))) problems.push(`HTTP ${r.status()} ${path}`);
+  });
   await context.route('**/*', (route) => {
     const url = route.request().url();
     if (url.startsWith(BASE) || url.startsWith('blob:') || url.startsWith('data:')) return route.continue();
