@@ -1,0 +1,34 @@
+# citypin: two commands on a fresh machine.
+#   make run   install what is missing, build, start the embedded PostGIS, load the sample city,
+#              serve http://127.0.0.1:8080
+#   make test  the same prerequisites, then every test (unit, API, real clients, browser)
+
+SHELL := /bin/bash
+SAMPLE ?= data-samples/la311.csv
+
+.PHONY: run test deps web lint bench bench-quick clean-db
+
+deps:
+	@scripts/install-deps.sh
+
+web: deps
+	@if [ -f web-map/package.json ]; then cd web-map && npm ci --no-audit --no-fund && npm run build; fi
+
+run: deps web
+	cargo build --release --bin citypin
+	CITYPIN_SAMPLE=$${CITYPIN_SAMPLE-$(SAMPLE)} ./target/release/citypin serve
+
+test: deps web
+	scripts/with-test-db.sh scripts/run-tests.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: deps
+	@echo "see BENCHMARKS.md"
+
+# Drops the local embedded cluster (all local data!).
+clean-db:
+	./target/debug/citypin postgres stop 2>/dev/null || true
+	rm -rf .citypin

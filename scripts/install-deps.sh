@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what citypin needs on a fresh Debian 12 machine, and nothing that is already there.
+# Called by `make run` and `make test`; safe to run again.
+set -euo pipefail
+
+# Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
+# ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser).
+packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Every test, with DATABASE_URL already set by with-test-db.sh: Rust unit and API tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --all-targets

@@ -1,0 +1,94 @@
+//! Application state, and the one function that merges every capability's router: open this
+//! file to find any route.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sqlx::PgPool;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Settings;
+use crate::ops::metrics::Metrics;
+use crate::reports::catalogue::Catalogue;
+use crate::spatial_index::SpatialIndex;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub catalogue: Arc<Catalogue>,
+    pub spatial_index: Arc<SpatialIndex>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Loads the catalogue into the database and the live index from it.
+    pub async fn start(pool: PgPool, settings: Settings) -> Result<Self, String> {
+        let catalogue = Catalogue::load(settings.catalogue.as_deref())?;
+        catalogue
+            .upsert(&pool)
+            .await
+            .map_err(|e| format!("could not store the service catalogue: {e}"))?;
+        let state = Self {
+            pool,
+            settings: Arc::new(settings),
+            catalogue: Arc::new(catalogue),
+            spatial_index: Arc::new(SpatialIndex::new()),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let started = std::time::Instant::now();
+        let n = state
+            .spatial_index
+            .load(&state.pool, &state.catalogue)
+            .await
+            .map_err(|e| format!("could not load the spatial index: {e}"))?;
+        tracing::info!(
+            incidents = n,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "spatial index loaded"
+        );
+        Ok(state)
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(crate::ops::router())
+        .merge(crate::reports::router())
+        .merge(crate::open311::router())
+        .merge(crate::spatial_index::http::router())
+        .fallback(|| async { crate::error::AppError::NotFound("route") });
+    crate::ops::layers(routes, &state)
+        .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.settings.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets requests in flight finish within the deadline.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let deadline = state.settings.shutdown_deadline;
+    let app = router(state);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        res = &mut server => res,
+        () = async { let _ = rx.await; tokio::time::sleep(deadline).await; } => {
+            tracing::warn!(deadline_s = deadline.as_secs(), "shutdown deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The command line: `serve` (the default), `import FILE`, `token create`, `postgres start|stop`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::app::{self, AppState};
+use crate::auth::{self, Role};
+use crate::config::Settings;
+use crate::db::{Database, EmbeddedPostgres};
+use crate::import;
+
+const USAGE: &str = "usage:
+  citypin [serve]                                  run the service
+  citypin import FILE                              load GeoReport CSV, GeoJSON or GeoJSON-Seq (idempotent)
+  citypin token create --role ROLE --name NAME     print a new API token
+        roles: open311-client, agent, crew, analyst, admin
+  citypin postgres start|stop|url                  manage the embedded PostGIS cluster in CITYPIN_DATA_DIR
+
+settings (environment):
+  DATABASE_URL                 an existing PostgreSQL+PostGIS server (default: the embedded cluster)
+";
+
+enum Command {
+    Serve,
+    Import(PathBuf),
+    TokenCreate { role: Role, name: String },
+    Postgres(String),
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["serve"] => Ok(Command::Serve),
+        ["import", file] => Ok(Command::Import(PathBuf::from(file))),
+        ["token", "create", rest @ ..] => {
+            let mut role = None;
+            let mut name = None;
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                match *flag {
+                    "--role" => {
+                        role = Some(
+                            Role::parse(value).ok_or_else(|| format!("unknown role {value:?}"))?,
+                        );
+                    }
+                    "--name" => name = Some((*value).to_owned()),
+                    other => return Err(format!("unknown option {other:?}")),
+                }
+            }
+            Ok(Command::TokenCreate {
+                role: role.ok_or("--role is required")?,
+                name: name
+                    .filter(|n| !n.trim().is_empty())
+                    .ok_or("--name is required")?,
+            })
+        }
+        ["postgres", action @ ("start" | "stop" | "url")] => {
+            Ok(Command::Postgres((*action).to_owned()))
+        }
+        other => Err(format!("unknown command {:?}", other.join(" "))),
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}{}", Settings::help());
+        return ExitCode::SUCCESS;
+    }
+    let command = match parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("citypin: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("citypin: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::ops::init_tracing(settings.log_json);
+    if let Command::Postgres(action) = &command {
+        return postgres(&settings, action);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("citypin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("citypin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    let db = Database::open(&settings).await.map_err(|e| e.to_string())?;
+    let result = match command {
+        Command::Serve => serve(&db, settings).await,
+        Command::Import(path) => {
+            let catalogue =
+                crate::reports::catalogue::Catalogue::load(settings.catalogue.as_deref())?;
+            catalogue
+                .upsert(&db.pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            import::import_file(&db.pool, &catalogue, &path, None)
+                .await
+                .map(|s| println!("{s}took {:.2} s", started.elapsed().as_secs_f64()))
+                .map_err(|e| e.to_string())
+        }
+        Command::TokenCreate { role, name } => auth::create_token(&db.pool, role, &name)
+            .await
+            .map(|secret| println!("{secret}"))
+            .map_err(|e| e.to_string()),
+        Command::Postgres(_) => Ok(()),
+    };
+    db.close().await;
+    result
+}
+
+async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let sample = settings.sample.clone();
+    let state = AppState::start(db.pool.clone(), settings).await?;
+    if let Some(sample) = sample {
+        load_sample(&state, &sample).await?;
+    }
+    tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, "citypin serving");
+    app::serve(listener, state, crate::ops::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Loads the sample city, shifted so its newest report is from now, if there are no reports.
+async fn load_sample(state: &AppState, path: &std::path::Path) -> Result<(), String> {
+    let count = crate::reports::store::count(&state.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    if count > 0 {
+        return Ok(());
+    }
+    let rows = import::read_rows(path).map_err(|e| e.to_string())?;
+    let shift = import::shift_to_now(&rows);
+    let summary = import::import_rows(&state.pool, &state.catalogue, rows, Some(shift))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        inserted = summary.inserted,
+        rejected = summary.rejected,
+        shift_days = shift.num_days(),
+        "sample city loaded"
+    );
+    state
+        .spatial_index
+        .load(&state.pool, &state.catalogue)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn postgres(settings: &Settings, action: &str) -> ExitCode {
+    let result =
+        EmbeddedPostgres::new(&settings.data_dir, settings.pg_bin.as_deref()).and_then(|mut pg| {
+            match action {
+                "start" => pg.start().map(|()| pg.url()),
+                "stop" => pg.stop_always().map(|()| String::new()),
+                _ => Ok(pg.url()),
+            }
+        });
+    match result {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("citypin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn command_line_parses_the_documented_commands() {
+        assert!(matches!(parse(&args("")), Ok(Command::Serve)));
+        assert!(matches!(
+            parse(&args("import a.csv")),
+            Ok(Command::Import(_))
+        ));
+        assert!(matches!(
+            parse(&args("token create --role crew --name north")),
+            Ok(Command::TokenCreate {
+                role: Role::Crew,
+                ..
+            })
+        ));
+        assert!(parse(&args("token create --role king --name x")).is_err());
+        assert!(parse(&args("token create --role crew")).is_err());
+        assert!(parse(&args("frobnicate")).is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! The embedded default: a private `PostgreSQL` + `PostGIS` cluster in citypin's data directory,
+//! reached over a Unix socket only, started and stopped by citypin itself.
+//!
+//! `PostgreSQL` refuses to run as root, so when citypin runs as root the cluster runs as the
+//! `postgres` system user (created by Debian's postgresql package) through `runuser`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// The database citypin keeps its data in, inside the private cluster.
+pub const DATABASE: &str = "citypin";
+const PORT: u16 = 5432;
+
+/// A private cluster. Stopping it is explicit ([`EmbeddedPostgres::stop`]).
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    bin: PathBuf,
+    run_as_postgres: bool,
+    /// Whether this process started the server (and so should stop it).
+    started_here: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "no PostgreSQL server binaries found (looked for {0}/initdb); install postgresql-15 and postgresql-15-postgis-3, or set DATABASE_URL"
+    )]
+    NoBinaries(String),
+    #[error("{step} failed: {detail}")]
+    Step { step: String, detail: String },
+}
+
+impl EmbeddedPostgres {
+    /// Prepares (but does not start) a cluster under `data_dir`.
+    pub fn new(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, EmbeddedError> {
+        let bin = match pg_bin {
+            Some(b) => b.to_path_buf(),
+            None => newest_pg_bin().ok_or_else(|| {
+                EmbeddedError::NoBinaries("/usr/lib/postgresql/<version>/bin".into())
+            })?,
+        };
+        if !bin.join("initdb").exists() {
+            return Err(EmbeddedError::NoBinaries(bin.display().to_string()));
+        }
+        std::fs::create_dir_all(data_dir).map_err(|e| step("create the data directory", e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| step("resolve the data directory", e))?;
+        let run_as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        Ok(Self {
+            pgdata: data_dir.join("pgdata"),
+            socket_dir: data_dir.join("run"),
+            bin,
+            run_as_postgres,
+            started_here: false,
+        })
+    }
+
+    /// Initialises the cluster if needed, starts it unless it already runs, and makes sure the
+    /// `citypin` database exists with `PostGIS`.
+    pub fn start(&mut self) -> Result<(), EmbeddedError> {
+        std::fs::create_dir_all(&self.socket_dir)
+            .map_err(|e| step("create the socket directory", e))?;
+        if self.run_as_postgres {
+            self.run(
+                "chown",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(self.pgdata.parent().unwrap_or(&self.pgdata)),
+            )?;
+        }
+        if !self.pgdata.join("PG_VERSION").exists() {
+            let mut cmd = self.pg_command("initdb");
+            cmd.arg("-D").arg(&self.pgdata).args([
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-A",
+                "trust",
+            ]);
+            self.run("initdb", &mut cmd)?;
+        }
+        if self.is_running() {
+            tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL already running");
+        } else {
+            let opts = format!(
+                "-c listen_addresses='' -c unix_socket_directories='{}' -p {PORT} -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on",
+                self.socket_dir.display()
+            );
+            let mut cmd = self.pg_command("pg_ctl");
+            cmd.arg("-D")
+                .arg(&self.pgdata)
+                .args(["-w", "-t", "60", "-l"])
+                .arg(self.pgdata.join("server.log"))
+                .args(["-o", &opts, "start"]);
+            self.run("pg_ctl start", &mut cmd)?;
+            self.started_here = true;
+        }
+        self.ensure_database()
+    }
+
+    fn ensure_database(&self) -> Result<(), EmbeddedError> {
+        let exists = self.psql(
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
+        )?;
+        if exists.trim() != "1" {
+            // PostGIS in template1 makes every later database (tests' too) start with it.
+            self.psql("template1", "CREATE EXTENSION IF NOT EXISTS postgis")?;
+            self.psql("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
+        }
+        Ok(())
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> Result<String, EmbeddedError> {
+        let mut cmd = self.pg_command("psql");
+        cmd.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-h",
+        ])
+        .arg(&self.socket_dir)
+        .args(["-p", &PORT.to_string(), "-d", db, "-c", sql]);
+        self.run(&format!("psql {sql:?}"), &mut cmd)
+    }
+
+    pub fn is_running(&self) -> bool {
+        let mut cmd = self.pg_command("pg_ctl");
+        cmd.arg("-D").arg(&self.pgdata).arg("status");
+        cmd.output().is_ok_and(|o| o.status.success())
+    }
+
+    /// Stops the server if this process started it (fast shutdown: sessions end, data is safe).
+    pub fn stop(&mut self) -> Result<(), EmbeddedError> {
+        if !self.started_here {
+            return Ok(());
+        }
+        self.stop_always()
+    }
+
+    /// Stops the server whoever started it.
+    pub fn stop_always(&mut self) -> Result<(), EmbeddedError> {
+        if self.is_running() {
+            let mut cmd = self.pg_command("pg_ctl");
+            cmd.arg("-D")
+                .arg(&self.pgdata)
+                .args(["-w", "-m", "fast", "stop"]);
+            self.run("pg_ctl stop", &mut cmd)?;
+        }
+        self.started_here = false;
+        Ok(())
+    }
+
+    /// Connection options for the `citypin` database over the Unix socket.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(PORT)
+            .username("postgres")
+            .database(DATABASE)
+    }
+
+    /// The same, as a URL other tools (and `DATABASE_URL`) understand.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost:{PORT}/{DATABASE}?host={}",
+            self.socket_dir.display()
+        )
+    }
+
+    fn pg_command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, what: &str, cmd: &mut Command) -> Result<String, EmbeddedError> {
+        let out = cmd.output().map_err(|e| step(what, e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(EmbeddedError::Step {
+                step: what.to_owned(),
+                detail: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    if what.starts_with("pg_ctl") {
+                        format!(" (see {})", self.pgdata.join("server.log").display())
+                    } else {
+                        String::new()
+                    }
+                ),
+            })
+        }
+    }
+}
+
+fn step(what: &str, e: impl std::fmt::Display) -> EmbeddedError {
+    EmbeddedError::Step {
+        step: what.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<major>/bin` that has `initdb`.
+fn newest_pg_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}

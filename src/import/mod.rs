@@ -1,0 +1,541 @@
+//! `citypin import FILE`: loads GeoReport-shaped CSV, GeoJSON or GeoJSON-Seq. Idempotent by
+//! the source's `service_request_id`; bad rows are counted, shown and skipped, never fatal.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::geo::Position;
+use crate::reports::catalogue::Catalogue;
+use crate::reports::model::{Reference, Status, h3_cell_i64};
+
+/// One input row in `GeoReport` v2 shape (the columns of the LA sample, all optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Row {
+    #[serde(default)]
+    pub service_request_id: Option<String>,
+    #[serde(default)]
+    pub service_code: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub status_raw: Option<String>,
+    #[serde(default)]
+    pub status_notes: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub requested_datetime: Option<String>,
+    #[serde(default)]
+    pub updated_datetime: Option<String>,
+    #[serde(default)]
+    pub closed_datetime: Option<String>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub lat: Option<f64>,
+    #[serde(default, rename = "long", deserialize_with = "lenient_f64")]
+    pub lon: Option<f64>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub zipcode: Option<String>,
+    #[serde(default)]
+    pub agency_responsible: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// Numbers arrive as numbers (`GeoJSON`) or text (CSV), and empty text means absent.
+fn lenient_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        F(f64),
+        S(String),
+    }
+    Ok(match Option::<Num>::deserialize(d)? {
+        None => None,
+        Some(Num::F(f)) => Some(f),
+        Some(Num::S(s)) if s.trim().is_empty() => None,
+        Some(Num::S(s)) => Some(s.trim().parse::<f64>().unwrap_or(f64::NAN)),
+    })
+}
+
+/// A row ready for the database.
+#[derive(Clone, Debug)]
+struct Valid {
+    external_id: String,
+    service_code: String,
+    status: Status,
+    status_notes: Option<String>,
+    description: String,
+    address: Option<String>,
+    zipcode: Option<String>,
+    agency: String,
+    channel: &'static str,
+    position: Position,
+    requested_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub read: usize,
+    pub inserted: usize,
+    pub already_present: usize,
+    pub rejected: usize,
+    /// The first few rejections: (row number, reason).
+    pub examples: Vec<(usize, String)>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "read {} rows: {} imported, {} already present, {} rejected",
+            self.read, self.inserted, self.already_present, self.rejected
+        )?;
+        for (row, reason) in &self.examples {
+            writeln!(f, "  row {row}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const BATCH: usize = 5_000;
+const EXAMPLES: usize = 5;
+
+/// Imports a file; `shift` moves every time by the same amount (the demo uses it to make the
+/// sample city's newest report today; a plain import keeps times as they are).
+pub async fn import_file(
+    pool: &PgPool,
+    catalogue: &Catalogue,
+    path: &Path,
+    shift: Option<Duration>,
+) -> Result<Summary, ImportError> {
+    let rows = read_rows(path)?;
+    import_rows(pool, catalogue, rows, shift).await
+}
+
+/// Reads rows by the file's extension: `.csv`, `.geojson`/`.json`, `.geojsonl`/`.geojsons`/`.ndjson`.
+pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, String>>, ImportError> {
+    let err =
+        |e: &dyn std::fmt::Display| ImportError::Read(path.display().to_string(), e.to_string());
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => {
+            let mut reader = csv::Reader::from_path(path).map_err(|e| err(&e))?;
+            Ok(reader
+                .deserialize::<Row>()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect())
+        }
+        "geojson" | "json" => {
+            let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
+            let features = match value.get("type").and_then(|t| t.as_str()) {
+                Some("FeatureCollection") => value
+                    .get("features")
+                    .and_then(|f| f.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+                Some("Feature") => vec![value],
+                _ => return Err(err(&"not a GeoJSON FeatureCollection or Feature")),
+            };
+            Ok(features.iter().map(feature_row).collect())
+        }
+        "geojsonl" | "geojsons" | "geojsonseq" | "ndjson" | "jsonl" => {
+            let file = std::fs::File::open(path).map_err(|e| err(&e))?;
+            let mut rows = Vec::new();
+            for line in std::io::BufReader::new(file).lines() {
+                let line = line.map_err(|e| err(&e))?;
+                // RFC 8142 records start with the RS character; newline-delimited ones do not.
+                let line = line.trim_start_matches('\u{1e}').trim();
+                if line.is_empty() {
+                    continue;
+                }
+                rows.push(
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .map_err(|e| format!("not JSON: {e}"))
+                        .and_then(|v| feature_row(&v)),
+                );
+            }
+            Ok(rows)
+        }
+        other => Err(err(&format!(
+            "unknown file type {other:?}; use .csv, .geojson or .geojsonl"
+        ))),
+    }
+}
+
+fn feature_row(f: &serde_json::Value) -> Result<Row, String> {
+    let props = f
+        .get("properties")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let mut row: Row = if props.is_null() {
+        Row::default()
+    } else {
+        serde_json::from_value(props).map_err(|e| format!("properties: {e}"))?
+    };
+    match f.get("geometry") {
+        Some(g) if !g.is_null() => {
+            let coords = g
+                .get("coordinates")
+                .and_then(|c| c.as_array())
+                .filter(|_| g.get("type").and_then(|t| t.as_str()) == Some("Point"))
+                .ok_or("geometry must be a Point")?;
+            row.lon = coords.first().and_then(serde_json::Value::as_f64);
+            row.lat = coords.get(1).and_then(serde_json::Value::as_f64);
+        }
+        _ => {}
+    }
+    if row.service_request_id.is_none() {
+        row.service_request_id = f.get("id").and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    }
+    Ok(row)
+}
+
+fn validate(row: Row, catalogue: &Catalogue, shift: Duration) -> Result<Valid, String> {
+    let service_code = row
+        .service_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or("service_code is missing")?;
+    let service = catalogue
+        .get(service_code)
+        .ok_or_else(|| format!("service_code {service_code:?} is not in the catalogue"))?;
+    let position = match (row.lon, row.lat) {
+        (Some(lon), Some(lat)) => Position::new(lon, lat).map_err(|e| e.to_string())?,
+        _ => return Err("no coordinates (lat/long)".into()),
+    };
+    let time = |v: &Option<String>, name: &str| -> Result<Option<DateTime<Utc>>, String> {
+        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => DateTime::<FixedOffset>::parse_from_rfc3339(s)
+                .map(|t| Some(t.with_timezone(&Utc) + shift))
+                .map_err(|_| format!("{name} {s:?} is not an ISO 8601 datetime with an offset")),
+        }
+    };
+    let requested_at = time(&row.requested_datetime, "requested_datetime")?
+        .ok_or("requested_datetime is missing")?;
+    let updated_at = time(&row.updated_datetime, "updated_datetime")?.unwrap_or(requested_at);
+    let closed_at = time(&row.closed_datetime, "closed_datetime")?;
+    let status = map_status(row.status.as_deref(), row.status_raw.as_deref())?;
+    let closed_at = if status.is_open() {
+        None
+    } else {
+        closed_at.or(Some(updated_at))
+    };
+    let external_id = row
+        .service_request_id
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            // No id in the source: the row's own content names it, so re-imports still match.
+            let digest = Sha256::digest(format!(
+                "{service_code}|{position}|{requested_at}|{:?}",
+                row.description
+            ));
+            format!("sha256:{}", crate::auth::hex(&digest[..16]))
+        });
+    Ok(Valid {
+        external_id,
+        service_code: service_code.to_owned(),
+        status,
+        status_notes: row.status_notes.filter(|s| !s.trim().is_empty()),
+        description: row.description.unwrap_or_default(),
+        address: row.address.filter(|s| !s.trim().is_empty()),
+        zipcode: row.zipcode.filter(|s| !s.trim().is_empty()),
+        agency: row
+            .agency_responsible
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| service.agency.clone()),
+        channel: map_channel(row.channel.as_deref()),
+        position,
+        requested_at,
+        updated_at: updated_at.max(requested_at),
+        closed_at,
+    })
+}
+
+/// `GeoReport`'s open/closed plus the source's own wording, mapped to citypin's statuses.
+fn map_status(status: Option<&str>, raw: Option<&str>) -> Result<Status, String> {
+    let raw = raw.map(|s| s.trim().to_ascii_lowercase());
+    if let Some(s) = raw.as_deref().and_then(Status::parse) {
+        return Ok(s);
+    }
+    Ok(match (status.map(str::trim), raw.as_deref()) {
+        (_, Some("cancelled" | "canceled")) => Status::Cancelled,
+        (_, Some("referred out" | "forwarded")) => Status::Referred,
+        (_, Some("pending")) => Status::Acknowledged,
+        (_, Some("in progress")) => Status::InProgress,
+        (Some("open"), _) => Status::New,
+        (Some("closed"), _) => Status::Fixed,
+        (other, _) => return Err(format!("status {other:?} is neither open nor closed")),
+    })
+}
+
+fn map_channel(c: Option<&str>) -> &'static str {
+    match c.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Some("call" | "voicemail" | "phone") => "phone",
+        Some("mobile app" | "app") => "app",
+        Some("self service" | "web") => "web",
+        Some("email" | "e-mail") => "email",
+        Some("driver self report" | "field") => "field",
+        Some("social" | "twitter" | "facebook") => "social",
+        _ => "import",
+    }
+}
+
+/// Imports parsed rows in batches of [`BATCH`].
+pub async fn import_rows(
+    pool: &PgPool,
+    catalogue: &Catalogue,
+    rows: Vec<Result<Row, String>>,
+    shift: Option<Duration>,
+) -> Result<Summary, ImportError> {
+    let shift = shift.unwrap_or_else(Duration::zero);
+    let mut summary = Summary::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut seen = HashSet::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        summary.read += 1;
+        // Row numbers as a person counts them in the file (CSV: the header is line 1).
+        match row.and_then(|r| validate(r, catalogue, shift)) {
+            Ok(v) if !seen.insert(v.external_id.clone()) => summary.already_present += 1,
+            Ok(v) => batch.push(v),
+            Err(reason) => {
+                summary.rejected += 1;
+                if summary.examples.len() < EXAMPLES {
+                    summary.examples.push((i + 2, reason));
+                }
+            }
+        }
+        if batch.len() == BATCH {
+            insert_batch(pool, std::mem::take(&mut batch), &mut summary).await?;
+        }
+    }
+    if !batch.is_empty() {
+        insert_batch(pool, batch, &mut summary).await?;
+    }
+    Ok(summary)
+}
+
+async fn insert_batch(
+    pool: &PgPool,
+    mut batch: Vec<Valid>,
+    summary: &mut Summary,
+) -> Result<(), ImportError> {
+    // A fresh random reference can collide with a stored one; such rows are retried with new
+    // references, so nothing valid is dropped.
+    for _ in 0..5 {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let inserted: HashSet<String> = insert_once(pool, &batch).await?.into_iter().collect();
+        summary.inserted += inserted.len();
+        let missing: Vec<Valid> = batch
+            .into_iter()
+            .filter(|v| !inserted.contains(&v.external_id))
+            .collect();
+        let ids: Vec<String> = missing.iter().map(|v| v.external_id.clone()).collect();
+        let present: HashSet<String> =
+            sqlx::query_scalar("SELECT external_id FROM reports WHERE external_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+        summary.already_present += present.len();
+        batch = missing
+            .into_iter()
+            .filter(|v| !present.contains(&v.external_id))
+            .collect();
+    }
+    Err(ImportError::Db(sqlx::Error::Protocol(
+        "could not draw unique references".into(),
+    )))
+}
+
+async fn insert_once(pool: &PgPool, batch: &[Valid]) -> Result<Vec<String>, sqlx::Error> {
+    let n = batch.len();
+    let mut id = Vec::with_capacity(n);
+    let mut reference = Vec::with_capacity(n);
+    let mut ext = Vec::with_capacity(n);
+    let mut code = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut notes = Vec::with_capacity(n);
+    let mut desc = Vec::with_capacity(n);
+    let mut addr = Vec::with_capacity(n);
+    let mut zip = Vec::with_capacity(n);
+    let mut agency = Vec::with_capacity(n);
+    let mut channel = Vec::with_capacity(n);
+    let mut lon = Vec::with_capacity(n);
+    let mut lat = Vec::with_capacity(n);
+    let mut h3 = Vec::with_capacity(n);
+    let mut req = Vec::with_capacity(n);
+    let mut upd = Vec::with_capacity(n);
+    let mut closed = Vec::with_capacity(n);
+    for v in batch {
+        id.push(Uuid::now_v7());
+        reference.push(Reference::random().to_string());
+        ext.push(v.external_id.clone());
+        code.push(v.service_code.clone());
+        status.push(v.status.as_str());
+        notes.push(v.status_notes.clone());
+        desc.push(v.description.clone());
+        addr.push(v.address.clone());
+        zip.push(v.zipcode.clone());
+        agency.push(v.agency.clone());
+        channel.push(v.channel);
+        lon.push(v.position.lon());
+        lat.push(v.position.lat());
+        h3.push(h3_cell_i64(v.position));
+        req.push(v.requested_at);
+        upd.push(v.updated_at);
+        closed.push(v.closed_at);
+    }
+    sqlx::query_scalar(
+        "WITH ins AS (
+            INSERT INTO reports (id, reference, external_id, service_code, status, status_notes, description,
+                address, zipcode, agency, channel, location, h3_cell, requested_at, updated_at, closed_at)
+            SELECT id, reference, ext, code, status, notes, descr, addr, zip, agency, channel,
+                ST_SetSRID(ST_MakePoint(lon, lat), 4326), h3, req, upd, closed
+            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::float8[], $13::float8[], $14::int8[],
+                $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+                AS t(id, reference, ext, code, status, notes, descr, addr, zip, agency, channel, lon, lat, h3, req, upd, closed)
+            ON CONFLICT DO NOTHING
+            RETURNING id, external_id, status, requested_at
+        ), ev AS (
+            INSERT INTO report_events (id, report_id, at, kind, to_status, actor_role, data)
+            SELECT gen_random_uuid(), ins.id, ins.requested_at, 'created', ins.status, 'import', '{}'::jsonb FROM ins
+        )
+        SELECT external_id FROM ins",
+    )
+    .bind(&id)
+    .bind(&reference)
+    .bind(&ext)
+    .bind(&code)
+    .bind(&status)
+    .bind(&notes)
+    .bind(&desc)
+    .bind(&addr)
+    .bind(&zip)
+    .bind(&agency)
+    .bind(&channel)
+    .bind(&lon)
+    .bind(&lat)
+    .bind(&h3)
+    .bind(&req)
+    .bind(&upd)
+    .bind(&closed)
+    .fetch_all(pool)
+    .await
+}
+
+/// The shift that moves a file's newest `requested_datetime` to now.
+pub fn shift_to_now(rows: &[Result<Row, String>]) -> Duration {
+    let newest = rows
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|r| r.requested_datetime.as_deref())
+        .filter_map(|s| DateTime::<FixedOffset>::parse_from_rfc3339(s.trim()).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .max();
+    newest.map_or_else(Duration::zero, |t| Utc::now() - t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn la_statuses_map_to_meaningful_ones() {
+        assert_eq!(
+            map_status(Some("closed"), Some("Cancelled")).unwrap(),
+            Status::Cancelled
+        );
+        assert_eq!(
+            map_status(Some("closed"), Some("Closed")).unwrap(),
+            Status::Fixed
+        );
+        assert_eq!(
+            map_status(Some("closed"), Some("Referred Out")).unwrap(),
+            Status::Referred
+        );
+        assert_eq!(
+            map_status(Some("open"), Some("Pending")).unwrap(),
+            Status::Acknowledged
+        );
+        assert_eq!(map_status(Some("open"), None).unwrap(), Status::New);
+        assert!(map_status(Some("maybe"), None).is_err());
+    }
+
+    #[test]
+    fn rows_without_coordinates_or_with_bad_ones_are_rejected_with_a_reason() {
+        let c = Catalogue::parse(crate::reports::catalogue::DEFAULT_CATALOGUE).unwrap();
+        let base = Row {
+            service_code: Some("bulky-items".into()),
+            status: Some("open".into()),
+            requested_datetime: Some("2020-01-01T10:00:00-08:00".into()),
+            ..Row::default()
+        };
+        let no_coords = validate(base.clone(), &c, Duration::zero()).unwrap_err();
+        assert!(no_coords.contains("coordinates"));
+        let nan = Row {
+            lat: Some(f64::NAN),
+            lon: Some(-118.0),
+            ..base.clone()
+        };
+        assert!(
+            validate(nan, &c, Duration::zero())
+                .unwrap_err()
+                .contains("latitude")
+        );
+        let ok = Row {
+            lat: Some(34.0),
+            lon: Some(-118.0),
+            ..base.clone()
+        };
+        let v = validate(ok, &c, Duration::hours(1)).unwrap();
+        assert_eq!(v.requested_at.to_rfc3339(), "2020-01-01T19:00:00+00:00");
+        assert!(v.external_id.starts_with("sha256:"));
+        let unknown = Row {
+            service_code: Some("nope".into()),
+            lat: Some(34.0),
+            lon: Some(-118.0),
+            ..base
+        };
+        assert!(
+            validate(unknown, &c, Duration::zero())
+                .unwrap_err()
+                .contains("catalogue")
+        );
+    }
+}

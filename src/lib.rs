@@ -1,0 +1,28 @@
+//! citypin: the geospatial heart of a city's 311 system.
+//!
+//! One module per capability; `app` merges their routers, so every route is found in one place.
+
+/// Application state and the one function that merges every capability's router.
+pub mod app;
+/// Tokens, roles and the caller extractor.
+pub mod auth;
+/// The command line: `serve`, `import`, `token create`, `postgres start|stop`.
+pub mod cli;
+/// Typed settings loaded once from the environment.
+pub mod config;
+/// The connection pool, migrations and the embedded private PostGIS cluster.
+pub mod db;
+/// `AppError` → problem+json, and the project's own extractors.
+pub mod error;
+/// Positions, bounding boxes, distances and conversions to geo / geojson / h3o.
+pub mod geo;
+/// Loading GeoReport-shaped CSV, GeoJSON and GeoJSON-Seq files.
+pub mod import;
+/// Open311 GeoReport v2 in XML and JSON.
+pub mod open311;
+/// Health, metrics, tracing and graceful shutdown.
+pub mod ops;
+/// Report intake, the service catalogue, status changes and history.
+pub mod reports;
+/// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
+pub mod spatial_index;

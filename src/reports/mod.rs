@@ -1,0 +1,21 @@
+//! Report intake, the service catalogue, status changes and history (the native JSON API).
+
+pub mod catalogue;
+pub mod handlers;
+pub mod intake;
+pub mod model;
+pub mod store;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/services", get(handlers::services))
+        .route("/api/v1/reports", post(handlers::create))
+        .route("/api/v1/reports/{id}", get(handlers::show))
+        .route("/api/v1/reports/{id}/history", get(handlers::history))
+        .route("/api/v1/reports/{id}/status", post(handlers::change_status))
+}

@@ -1,0 +1,116 @@
+//! Shared helpers: spawn the real server on a fresh database and talk to it over HTTP.
+
+use std::net::SocketAddr;
+
+use citypin::app::{self, AppState};
+use citypin::auth::{self, Role};
+use citypin::config::Settings;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// A running citypin on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub pool: PgPool,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// Binds before spawning, so the server is accepting when this returns.
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, Settings::default()).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, mut settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        settings.listen = addr;
+        settings.public_url = format!("http://{addr}");
+        settings.web_root = workspace().join("web-map/dist");
+        settings.assets_dir = workspace().join("tiles");
+        let state = AppState::start(pool.clone(), settings)
+            .await
+            .expect("start");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = state.clone();
+        tokio::spawn(async move {
+            let _ = app::serve(listener, s, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            pool,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn token(&self, role: Role) -> String {
+        auth::create_token(&self.pool, role, "test")
+            .await
+            .expect("token")
+    }
+
+    /// Posts a report through the native API and returns (status, body).
+    pub async fn post_report(&self, body: &Value, key: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url("/api/v1/reports"))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn count_reports(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM reports")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+}
+
+/// The repository root (tests run with the package directory as working directory).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A valid pothole report in downtown Los Angeles.
+pub fn pothole() -> Value {
+    json!({
+        "service_code": "pothole",
+        "lat": 34.0522,
+        "lon": -118.2437,
+        "description": "Deep pothole in the right lane",
+        "address": "200 N Spring St"
+    })
+}
+
+pub fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
