@@ -44,7 +44,11 @@ const qs = (params) => {
 };
 
 export const api = {
-  services: () => request('/open311/v2/services.json'),
+  // Open311's list is the contract; the native list has the same fields (used while Open311 is absent).
+  services: () => request('/open311/v2/services.json').catch((e) => {
+    if (e instanceof ApiError && e.status === 404) return request('/api/v1/services');
+    throw e;
+  }),
   similar: (lat, lon, serviceCode) => request(`/api/v1/reports/similar?${qs({ lat, lon, service_code: serviceCode })}`),
   support: (id, contact) => request(`/api/v1/reports/${encodeURIComponent(id)}/supporters`, { method: 'POST', body: contact ? { contact } : {} }),
   submit: (body, idempotencyKey) => request('/api/v1/reports', { method: 'POST', body, headers: { 'Idempotency-Key': idempotencyKey } }),
