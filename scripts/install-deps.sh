@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
 # ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser).
-packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium)
+packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
