@@ -3,4 +3,5 @@
 
 mod helpers;
 mod open311;
+mod outage;
 mod reports;
