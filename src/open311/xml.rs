@@ -10,6 +10,7 @@ use serde_json::Value;
 const ORDER: &[&str] = &[
     "service_request_id",
     "token",
+    "variable",
     "code",
     "status",
     "status_notes",
@@ -23,7 +24,6 @@ const ORDER: &[&str] = &[
     "url",
     "type",
     "formats",
-    "variable",
     "datatype",
     "required",
     "datatype_description",
@@ -50,6 +50,17 @@ const ORDER: &[&str] = &[
     "media_url",
     "extended_attributes",
     "notes",
+    "detailed_status",
+    "channel",
+    "supporters",
+    "duplicate_of",
+    "closed_datetime",
+    "datetime",
+    "kind",
+    "from_status",
+    "to_status",
+    "note",
+    "role",
 ];
 
 /// The element name of one item of a list element.
