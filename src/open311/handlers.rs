@@ -96,10 +96,9 @@ impl Failure {
         }
         f
     }
-}
 
-impl From<(Format, sqlx::Error)> for Failure {
-    fn from((format, e): (Format, sqlx::Error)) -> Self {
+    /// A database failure: 503 when it is unreachable, an opaque 500 otherwise.
+    pub fn db(format: Format, e: sqlx::Error) -> Self {
         Self::from_app(format, &AppError::from(e))
     }
 }
@@ -240,7 +239,7 @@ pub async fn list_requests(
     .map_err(|e| Failure::fields(format, StatusCode::BAD_REQUEST, &e))?;
     let reports = search::find(&state, &query)
         .await
-        .map_err(|e| Failure::from((format, e)))?;
+        .map_err(|e| Failure::db(format, e))?;
     requests_response(&state, format, &reports, query.extensions).await
 }
 
@@ -287,7 +286,7 @@ async fn find(state: &AppState, res: &Resource) -> Result<Report, Failure> {
     };
     store::find(&state.pool, key)
         .await
-        .map_err(|e| Failure::from((res.format, e)))?
+        .map_err(|e| Failure::db(res.format, e))?
         .filter(|r| !r.hidden)
         .ok_or_else(not_found)
 }
@@ -302,7 +301,7 @@ async fn requests_response(
         let ids: Vec<uuid::Uuid> = reports.iter().map(|r| r.id).collect();
         store::histories(&state.pool, &ids)
             .await
-            .map_err(|e| Failure::from((format, e)))?
+            .map_err(|e| Failure::db(format, e))?
     } else {
         std::collections::HashMap::new()
     };
