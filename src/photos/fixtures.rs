@@ -71,7 +71,8 @@ pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, gps: Option<(f64, f64)>)
         fields.push(field(Tag::Orientation, Value::Short(vec![o])));
     }
     if let Some((lat, lon)) = gps {
-        let r = |neg: bool, n: &[u8], p: &[u8]| Value::Ascii(vec![if neg { n } else { p }.to_vec()]);
+        let r =
+            |neg: bool, n: &[u8], p: &[u8]| Value::Ascii(vec![if neg { n } else { p }.to_vec()]);
         fields.push(field(Tag::GPSLatitudeRef, r(lat < 0.0, b"S", b"N")));
         fields.push(field(Tag::GPSLatitude, dms(lat)));
         fields.push(field(Tag::GPSLongitudeRef, r(lon < 0.0, b"W", b"E")));
@@ -140,7 +141,7 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
-/// The APPn markers (second byte, `0xE0..=0xEF`) and COM segments found before the image data.
+/// The `APPn` markers (second byte, `0xE0..=0xEF`) and COM segments found before the image data.
 pub fn metadata_markers(jpeg: &[u8]) -> Vec<u8> {
     let mut found = Vec::new();
     let mut i = 2;
@@ -170,11 +171,17 @@ mod tests {
             Some((1.0, 2.0)),
         ));
         let markers = metadata_markers(&tagged);
-        assert!(markers.contains(&0xE1) && markers.contains(&0xED), "{markers:?}");
+        assert!(
+            markers.contains(&0xE1) && markers.contains(&0xED),
+            "{markers:?}"
+        );
         let exif = exif::Reader::new()
             .read_from_container(&mut Cursor::new(&tagged))
             .unwrap();
-        assert!(exif.get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY).is_some());
+        assert!(
+            exif.get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY)
+                .is_some()
+        );
         let reader = image::ImageReader::new(Cursor::new(jpeg_declaring(20_000, 20_000)))
             .with_guessed_format()
             .unwrap();

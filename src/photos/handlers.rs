@@ -62,11 +62,7 @@ pub fn is_multipart(headers: &HeaderMap) -> bool {
 
 /// Reads the parts as they arrive, counting bytes: a photo past 10 MB, a fourth photo or too
 /// much text is refused (413) at that point, without reading the rest of the body.
-async fn read_upload(
-    req: Request,
-    state: &AppState,
-    allowed: &[&str],
-) -> Result<Upload, AppError> {
+async fn read_upload(req: Request, state: &AppState, allowed: &[&str]) -> Result<Upload, AppError> {
     let mut multipart = Multipart::from_request(req, state)
         .await
         .map_err(|e| AppError::bad_request(format!("could not read the multipart body: {e}")))?;
@@ -75,7 +71,11 @@ async fn read_upload(
         photos: Vec::new(),
     };
     let mut text_bytes = 0;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(&e))?
+    {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "photo" {
             if upload.photos.len() == MAX_PHOTOS_PER_REQUEST {
@@ -84,7 +84,7 @@ async fn read_upload(
                 )));
             }
             let mut bytes = BytesMut::new();
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
                 if bytes.len() + chunk.len() > MAX_PHOTO_BYTES {
                     return Err(AppError::PayloadTooLarge(format!(
                         "photo[{}] is larger than {} MB",
@@ -100,14 +100,17 @@ async fn read_upload(
         if !allowed.contains(&name.as_str()) {
             return Err(AppError::bad_field(
                 name,
-                format!("is not a field of this form; expected photo or one of {}", allowed.join(", ")),
+                format!(
+                    "is not a field of this form; expected photo or one of {}",
+                    allowed.join(", ")
+                ),
             ));
         }
         if upload.fields.iter().any(|(n, _)| *n == name) {
             return Err(AppError::bad_field(name, "is given more than once"));
         }
         let mut value = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
             text_bytes += chunk.len();
             if text_bytes > MAX_FIELD_BYTES {
                 return Err(AppError::PayloadTooLarge(format!(
@@ -124,11 +127,14 @@ async fn read_upload(
     Ok(upload)
 }
 
-fn multipart_error(e: MultipartError) -> AppError {
+fn multipart_error(e: &MultipartError) -> AppError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::PayloadTooLarge("the request body is too large".into())
     } else {
-        AppError::bad_request(format!("could not read the multipart body: {}", e.body_text()))
+        AppError::bad_request(format!(
+            "could not read the multipart body: {}",
+            e.body_text()
+        ))
     }
 }
 
@@ -163,19 +169,18 @@ pub async fn create_report(
         .collect();
     let processed = state.photos.process_all(upload.photos).await?;
     let suggestion = LocationSuggestion::first(&processed);
-    let new = match early {
-        Some(new) => new,
-        None => {
-            let s = suggestion.as_ref().ok_or_else(|| {
-                AppError::invalid(
-                    "use_photo_location",
-                    "no photo carries a GPS position; send lat and lon",
-                )
-            })?;
-            fields.insert("lat".into(), s.lat.into());
-            fields.insert("lon".into(), s.lon.into());
-            parse_report(&fields, &caller)?
-        }
+    let new = if let Some(new) = early {
+        new
+    } else {
+        let s = suggestion.as_ref().ok_or_else(|| {
+            AppError::invalid(
+                "use_photo_location",
+                "no photo carries a GPS position; send lat and lon",
+            )
+        })?;
+        fields.insert("lat".into(), s.lat.into());
+        fields.insert("lon".into(), s.lon.into());
+        parse_report(&fields, &caller)?
     };
     // Replays match on the fields and the photos' own bytes.
     let fingerprint = serde_json::to_vec(&serde_json::json!({
@@ -207,14 +212,18 @@ pub async fn create_report(
     let (outcome, stored) = committed.await.map_err(AppError::internal)??;
     Ok(match outcome {
         Outcome::Created(report) => {
-            let mut body = serde_json::to_value(intake::view(&state, &report))
-                .map_err(AppError::internal)?;
+            let mut body =
+                serde_json::to_value(intake::view(&state, &report)).map_err(AppError::internal)?;
             body["photos"] = serde_json::to_value(
-                stored.iter().map(super::model::StoredPhoto::view).collect::<Vec<_>>(),
+                stored
+                    .iter()
+                    .map(super::model::StoredPhoto::view)
+                    .collect::<Vec<_>>(),
             )
             .map_err(AppError::internal)?;
             if let Some(s) = suggestion {
-                body["location_suggestion"] = serde_json::to_value(s).map_err(AppError::internal)?;
+                body["location_suggestion"] =
+                    serde_json::to_value(s).map_err(AppError::internal)?;
             }
             let location = format!("/api/v1/reports/{}", report.id);
             (
@@ -241,15 +250,13 @@ fn report_fields(fields: &[(String, String)]) -> Result<Map<String, Value>, AppE
                 let n: f64 = value.trim().parse().map_err(|_| {
                     AppError::bad_field(name.clone(), format!("{value:?} is not a number"))
                 })?;
-                let n = serde_json::Number::from_f64(n).ok_or_else(|| {
-                    AppError::invalid(name.clone(), "must be a finite number")
-                })?;
+                let n = serde_json::Number::from_f64(n)
+                    .ok_or_else(|| AppError::invalid(name.clone(), "must be a finite number"))?;
                 body.insert(name.clone(), Value::Number(n));
             }
             "attributes" => {
-                let attributes: Map<String, Value> = parse_json(value.as_bytes()).map_err(|_| {
-                    AppError::bad_field("attributes", "must be a JSON object")
-                })?;
+                let attributes: Map<String, Value> = parse_json(value.as_bytes())
+                    .map_err(|_| AppError::bad_field("attributes", "must be a JSON object"))?;
                 body.insert(name.clone(), Value::Object(attributes));
             }
             "contact.consent" | "contact.notify" => {
@@ -272,10 +279,8 @@ fn report_fields(fields: &[(String, String)]) -> Result<Map<String, Value>, AppE
 }
 
 fn parse_report(fields: &Map<String, Value>, caller: &Caller) -> Result<NewReport, AppError> {
-    let body: NewReportBody =
-        serde_json::from_value(Value::Object(fields.clone())).map_err(|e| {
-            AppError::bad_request(format!("could not read the form: {e}"))
-        })?;
+    let body: NewReportBody = serde_json::from_value(Value::Object(fields.clone()))
+        .map_err(|e| AppError::bad_request(format!("could not read the form: {e}")))?;
     body.parse(crate::reports::handlers::default_channel(caller))
         .map_err(AppError::Invalid)
 }

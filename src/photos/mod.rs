@@ -191,7 +191,17 @@ pub async fn attach(
         "photos": photos.iter().map(|p| p.id).collect::<Vec<_>>(),
         "kind": photos.first().map(|p| p.kind.as_str()),
     });
-    reports::insert_event(&mut tx, report, "photo", None, None, note, actor, data.clone()).await?;
+    reports::insert_event(
+        &mut tx,
+        report,
+        "photo",
+        None,
+        None,
+        note,
+        actor,
+        data.clone(),
+    )
+    .await?;
     reports::outbox(&mut tx, report, "report.photos_added", data).await?;
     tx.commit().await?;
     Ok(())

@@ -153,8 +153,7 @@ fn reader(bytes: &[u8], format: SourceFormat) -> ImageReader<Cursor<&[u8]>> {
 /// The size rule, applied to the declared dimensions before decoding.
 pub fn check_dimensions(width: u32, height: u32) -> Result<(), ProcessError> {
     let pixels = u64::from(width) * u64::from(height);
-    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS
-    {
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
         return Err(ProcessError::TooLarge { width, height });
     }
     Ok(())
@@ -175,12 +174,12 @@ fn oriented_rgb(image: &DynamicImage, orientation: Orientation) -> RgbImage {
     let rgb = if image.color().has_alpha() {
         let rgba = image.to_rgba8();
         RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-            let [r, g, b, a] = rgba.get_pixel(x, y).0;
-            let over_white = |c: u8| {
-                let (c, a) = (u16::from(c), u16::from(a));
-                ((c * a + 255 * (255 - a)) / 255) as u8
+            let [red, green, blue, alpha] = rgba.get_pixel(x, y).0;
+            let over_white = |channel: u8| {
+                let (channel, alpha) = (u16::from(channel), u16::from(alpha));
+                ((channel * alpha + 255 * (255 - alpha)) / 255) as u8
             };
-            image::Rgb([over_white(r), over_white(g), over_white(b)])
+            image::Rgb([over_white(red), over_white(green), over_white(blue)])
         })
     } else {
         image.to_rgb8()
@@ -245,10 +244,7 @@ mod tests {
             b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
             b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
         ] {
-            assert_eq!(
-                process(bytes).unwrap_err(),
-                ProcessError::UnsupportedFormat
-            );
+            assert_eq!(process(bytes).unwrap_err(), ProcessError::UnsupportedFormat);
         }
     }
 
@@ -300,7 +296,11 @@ mod tests {
     fn exif_orientation_is_applied_and_gps_is_offered_but_not_kept() {
         // Left half red, right half blue; orientation 6 means "rotate 90° clockwise to view",
         // so the viewed image is tall with red on top.
-        let jpeg = fixtures::jpeg(40, 20, |x, _| if x < 20 { [255, 0, 0] } else { [0, 0, 255] });
+        let jpeg = fixtures::jpeg(
+            40,
+            20,
+            |x, _| if x < 20 { [255, 0, 0] } else { [0, 0, 255] },
+        );
         let tagged = fixtures::with_exif(&jpeg, Some(6), Some((48.8584, 2.2945)));
         let p = process(&tagged).unwrap();
         assert_eq!((p.display.width, p.display.height), (20, 40));

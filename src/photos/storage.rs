@@ -26,7 +26,11 @@ impl ContentHash {
 
     /// Parses 64 lower-case hex digits (as stored in the `photos` table).
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         let mut out = [0u8; 32];
@@ -144,7 +148,10 @@ mod tests {
         let store = LocalStore::new(temp_root());
         let hash = store.put(Bytes::from_static(b"pixels")).await.unwrap();
         assert_eq!(hash, ContentHash::of(b"pixels"));
-        assert_eq!(store.put(Bytes::from_static(b"pixels")).await.unwrap(), hash);
+        assert_eq!(
+            store.put(Bytes::from_static(b"pixels")).await.unwrap(),
+            hash
+        );
         assert_eq!(
             store.get(hash).await.unwrap().as_deref(),
             Some(&b"pixels"[..])

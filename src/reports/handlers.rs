@@ -59,7 +59,9 @@ pub async fn create(
     // The route's body limit is raised for photos; a JSON body keeps the service-wide one.
     let bytes = body_bytes_max(req, state.settings.body_limit_bytes).await?;
     let body: NewReportBody = parse_json(&bytes)?;
-    let new = body.parse(default_channel(&caller)).map_err(AppError::Invalid)?;
+    let new = body
+        .parse(default_channel(&caller))
+        .map_err(AppError::Invalid)?;
     let outcome = intake::submit(
         &state,
         new,

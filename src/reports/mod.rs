@@ -18,7 +18,9 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/reports",
             // Large enough for three photos; a JSON body is still held to the global limit.
-            post(handlers::create).layer(DefaultBodyLimit::max(crate::photos::model::MAX_UPLOAD_BYTES)),
+            post(handlers::create).layer(DefaultBodyLimit::max(
+                crate::photos::model::MAX_UPLOAD_BYTES,
+            )),
         )
         .route("/api/v1/reports/{id}", get(handlers::show))
         .route("/api/v1/reports/{id}/history", get(handlers::history))
