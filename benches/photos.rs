@@ -10,7 +10,11 @@ use citypin::photos::{fixtures, process};
 
 fn photos(c: &mut Criterion) {
     // 4000 × 3000: the size of a typical phone camera's photo.
-    let jpeg = fixtures::with_exif(&fixtures::phone_photo(4000, 3000), Some(6), Some((48.85, 2.29)));
+    let jpeg = fixtures::with_exif(
+        &fixtures::phone_photo(4000, 3000),
+        Some(6),
+        Some((48.85, 2.29)),
+    );
     eprintln!("12-megapixel test JPEG: {:.1} MB", jpeg.len() as f64 / 1e6);
     let mut group = c.benchmark_group("photos_12mp");
     group.sample_size(10);

@@ -19,7 +19,10 @@ async fn main() {
     };
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(50);
     let jpeg = bytes::Bytes::from(fixtures::phone_photo(4000, 3000));
-    println!("photo: {:.1} MB, 4000 × 3000; {n} concurrent uploads", jpeg.len() as f64 / 1e6);
+    println!(
+        "photo: {:.1} MB, 4000 × 3000; {n} concurrent uploads",
+        jpeg.len() as f64 / 1e6
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -65,10 +68,16 @@ async fn main() {
     }
     println!("all answered in {:.2} s", started.elapsed().as_secs_f64());
     for (status, (count, slowest)) in &by_status {
-        println!("  {status}: {count} (slowest {:.2} s)", slowest.as_secs_f64());
+        println!(
+            "  {status}: {count} (slowest {:.2} s)",
+            slowest.as_secs_f64()
+        );
     }
     let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    for line in proc_status.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")) {
+    for line in proc_status
+        .lines()
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+    {
         println!("server {line}");
     }
 }

@@ -61,8 +61,16 @@ impl Photos {
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("photos"));
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let local = LocalStore::new(root);
+        let swept = local.sweep_temporaries(Duration::from_secs(3600));
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed temporary photo files left by an earlier crash"
+            );
+        }
         Self {
-            storage: Arc::new(LocalStore::new(root)),
+            storage: Arc::new(local),
             uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
             processing: Arc::new(Semaphore::new(cores)),
         }

@@ -71,6 +71,32 @@ impl LocalStore {
         &self.root
     }
 
+    /// Removes temporary files left by a process that died mid-write. Only old ones: another
+    /// replica sharing the directory may be writing right now.
+    pub fn sweep_temporaries(&self, older_than: std::time::Duration) -> usize {
+        let Ok(dirs) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for dir in dirs.flatten().filter(|d| d.path().is_dir()) {
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let stale = file.file_name().to_string_lossy().starts_with(".tmp-")
+                    && file
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= older_than);
+                if stale && std::fs::remove_file(file.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     fn path(&self, hash: ContentHash) -> PathBuf {
         let hex = hash.hex();
         self.root.join(&hex[..2]).join(format!("{hex}.jpg"))
@@ -165,6 +191,22 @@ mod tests {
         store.remove(hash).await.unwrap();
         store.remove(hash).await.unwrap();
         assert!(store.get(hash).await.unwrap().is_none());
+        std::fs::remove_dir_all(store.root()).unwrap();
+    }
+
+    #[test]
+    fn only_temporaries_are_swept() {
+        let store = LocalStore::new(temp_root());
+        let hash = store.put_blocking(b"kept").unwrap();
+        let dir = store.path(hash).parent().unwrap().to_owned();
+        std::fs::write(dir.join(".tmp-dead"), b"half").unwrap();
+        assert_eq!(
+            store.sweep_temporaries(std::time::Duration::from_secs(3600)),
+            0
+        );
+        assert_eq!(store.sweep_temporaries(std::time::Duration::ZERO), 1);
+        assert!(store.path(hash).exists());
+        assert!(!dir.join(".tmp-dead").exists());
         std::fs::remove_dir_all(store.root()).unwrap();
     }
 
