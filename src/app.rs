@@ -10,6 +10,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Settings;
 use crate::ops::metrics::Metrics;
+use crate::photos::Photos;
 use crate::reports::catalogue::Catalogue;
 use crate::spatial_index::SpatialIndex;
 
@@ -21,6 +22,7 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub spatial_index: Arc<SpatialIndex>,
     pub metrics: Arc<Metrics>,
+    pub photos: Arc<Photos>,
 }
 
 impl AppState {
@@ -31,7 +33,9 @@ impl AppState {
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
+        let photos = Arc::new(Photos::new(&settings));
         let state = Self {
+            photos,
             pool,
             settings: Arc::new(settings),
             catalogue: Arc::new(catalogue),
@@ -61,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
         .merge(crate::web_map::router())
+        .merge(crate::photos::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

@@ -22,6 +22,8 @@ pub mod import;
 pub mod open311;
 /// Health, metrics, tracing and graceful shutdown.
 pub mod ops;
+/// Photos on reports: upload, safe re-encoding, content-addressed storage, serving.
+pub mod photos;
 /// Report intake, the service catalogue, status changes and history.
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.

@@ -4,4 +4,5 @@
 mod helpers;
 mod open311;
 mod outage;
+mod photos;
 mod reports;
