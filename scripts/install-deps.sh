@@ -20,3 +20,11 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
+
+# Python decoder for the tile tests (a second MVT client nobody here wrote), in a venv under
+# target/ so nothing touches the system Python.
+venv=target/py
+if ! "$venv/bin/python" -c 'import mapbox_vector_tile' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'mapbox-vector-tile>=2,<3'
+fi

@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::ops::metrics::Metrics;
 use crate::reports::catalogue::Catalogue;
 use crate::spatial_index::SpatialIndex;
+use crate::tiles::cache::TileCache;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub spatial_index: Arc<SpatialIndex>,
     pub metrics: Arc<Metrics>,
+    pub tile_cache: Arc<TileCache>,
 }
 
 impl AppState {
@@ -31,12 +33,18 @@ impl AppState {
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
+        let spatial_index = Arc::new(SpatialIndex::new());
+        let tile_cache = Arc::new(TileCache::new(
+            crate::tiles::cache::DEFAULT_MAX_BYTES,
+            spatial_index.subscribe(),
+        ));
         let state = Self {
             pool,
             settings: Arc::new(settings),
             catalogue: Arc::new(catalogue),
-            spatial_index: Arc::new(SpatialIndex::new()),
+            spatial_index,
             metrics: Arc::new(Metrics::default()),
+            tile_cache,
         };
         let started = std::time::Instant::now();
         let n = state
@@ -60,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
+        .merge(crate::tiles::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

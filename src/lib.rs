@@ -26,3 +26,5 @@ pub mod ops;
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
 pub mod spatial_index;
+/// Vector tiles (MVT) with clusters and H3 hotspots, a write-invalidated cache, TileJSON.
+pub mod tiles;
