@@ -105,6 +105,29 @@ pub fn build_tile(
     mvt::encode(vec![hot, clusters, points])
 }
 
+/// The lon/lat box `[west, south, east, north]` of the incidents the filter shows, if any.
+pub fn data_bounds(index: &SpatialIndex, filter: &TileFilter) -> Option<[f64; 4]> {
+    let b = std::cell::Cell::new(None::<[f64; 4]>);
+    let world = crate::geo::BBox {
+        min_lon: -180.0,
+        min_lat: -90.0,
+        max_lon: 180.0,
+        max_lat: 90.0,
+    };
+    index.in_bbox(&world, |i| {
+        if filter.keep(i) {
+            let (lon, lat) = (i.position.lon(), i.position.lat());
+            b.set(Some(
+                b.get().map_or([lon, lat, lon, lat], |[w, s, e, n]| {
+                    [w.min(lon), s.min(lat), e.max(lon), n.max(lat)]
+                }),
+            ));
+        }
+        false
+    });
+    b.get()
+}
+
 fn write_incident(layer: &mut LayerBuilder, tile: TileId, i: &Incident, today: NaiveDate) {
     let id = i.id.to_string();
     let age_days = (today - i.requested_at.date_naive()).num_days().max(0) as u64;

@@ -13,7 +13,7 @@ use super::cache::CachedTile;
 use super::model::FilterParams;
 use crate::app::AppState;
 use crate::error::{AppError, Path, Query};
-use crate::geo::{BBox, TileId};
+use crate::geo::TileId;
 
 /// The media type of Mapbox Vector Tiles.
 pub const MVT_MEDIA_TYPE: &str = "application/vnd.mapbox-vector-tile";
@@ -127,30 +127,10 @@ pub async fn tilejson(
     let filter = params.parse()?;
     let qs = filter.query_string();
     let index = state.spatial_index.clone();
-    let bounds = tokio::task::spawn_blocking(move || {
-        let b = std::cell::Cell::new(None::<[f64; 4]>);
-        let world = BBox {
-            min_lon: -180.0,
-            min_lat: -90.0,
-            max_lon: 180.0,
-            max_lat: 90.0,
-        };
-        index.in_bbox(&world, |i| {
-            if filter.keep(i) {
-                let (lon, lat) = (i.position.lon(), i.position.lat());
-                b.set(Some(
-                    b.get().map_or([lon, lat, lon, lat], |[a, c, d, e]| {
-                        [a.min(lon), c.min(lat), d.max(lon), e.max(lat)]
-                    }),
-                ));
-            }
-            false
-        });
-        b.get()
-    })
-    .await
-    .map_err(AppError::internal)?
-    .unwrap_or([-180.0, -85.051_128_78, 180.0, 85.051_128_78]);
+    let bounds = tokio::task::spawn_blocking(move || build::data_bounds(&index, &filter))
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or([-180.0, -85.051_128_78, 180.0, 85.051_128_78]);
     let suffix = if qs.is_empty() {
         String::new()
     } else {
