@@ -148,3 +148,94 @@ fn write_incident(layer: &mut LayerBuilder, tile: TileId, i: &Incident, today: N
         ],
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::geo::{Position, REPORT_H3_RESOLUTION};
+    use crate::reports::model::Status;
+    use crate::tiles::mvt::Tile;
+    use prost::Message as _;
+
+    fn incident(p: Position, n: u32) -> Incident {
+        Incident {
+            id: uuid::Uuid::from_u128(u128::from(n) + 1),
+            reference: Arc::from(format!("CP-{n:08}").as_str()),
+            position: p,
+            service_code: Arc::from(if n % 2 == 0 {
+                "pothole"
+            } else {
+                "graffiti-removal"
+            }),
+            group: Arc::from(if n % 2 == 0 { "Roads" } else { "Graffiti" }),
+            status: if n % 10 == 0 {
+                Status::Duplicate
+            } else {
+                Status::New
+            },
+            requested_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            supporters: 0,
+            duplicate_of: None,
+            h3_cell: u64::from(p.h3_cell(REPORT_H3_RESOLUTION)),
+            change_seq: 1,
+        }
+    }
+
+    fn counts(tile: &Tile) -> (u64, usize) {
+        let mut clustered = 0;
+        let mut points = 0;
+        for l in &tile.layers {
+            if l.name == CLUSTERS {
+                let k = l.keys.iter().position(|k| k == "point_count").unwrap() as u32;
+                for f in &l.features {
+                    let v = f.tags.chunks(2).find(|p| p[0] == k).unwrap()[1];
+                    clustered += l.values[v as usize].uint_value.unwrap();
+                }
+            } else if l.name == INCIDENTS {
+                points += l.features.len();
+            }
+        }
+        (clustered, points)
+    }
+
+    #[test]
+    fn a_dense_tile_is_clustered_and_no_tile_nears_500_kb() {
+        // 20 000 incidents packed into 300 m around City Hall: more than MAX_POINTS in one z16 tile.
+        let index = SpatialIndex::new();
+        let mut all = Vec::new();
+        for n in 0..20_000u32 {
+            let (a, b) = (f64::from(n % 141) / 141.0, f64::from(n / 141) / 142.0);
+            let p = Position::new(-118.2437 + a * 0.003, 34.0522 + b * 0.003).unwrap();
+            all.push(incident(p, n));
+        }
+        index.replace_all(all.clone());
+        let today = chrono::Utc::now().date_naive();
+        let filter = TileFilter::default();
+        let mut dense_point_tiles = 0;
+        for z in 0..=MAX_ZOOM {
+            let centre = Position::new(-118.2437 + 0.0015, 34.0522 + 0.0015).unwrap();
+            let t = TileId::containing(centre, z);
+            let bytes = build_tile(&index, t, &filter, today);
+            assert!(bytes.len() < 500 * 1024, "z{z}: {} bytes", bytes.len());
+            let tile = Tile::decode(bytes.as_slice()).unwrap();
+            let (clustered, points) = counts(&tile);
+            // Every tenth is a duplicate, hidden by default.
+            let shown = all
+                .iter()
+                .filter(|i| i.status != Status::Duplicate && t.holds(i.position))
+                .count();
+            assert_eq!(clustered + points as u64, shown as u64, "z{z}");
+            if shown > MAX_POINTS {
+                assert!(clustered > 0, "z{z}: too many for points");
+                dense_point_tiles += usize::from(z >= POINT_MIN_ZOOM);
+            }
+        }
+        assert!(
+            dense_point_tiles > 0,
+            "the block is dense at point zooms too"
+        );
+    }
+}
