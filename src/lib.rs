@@ -30,3 +30,5 @@ pub mod reports;
 pub mod spatial_index;
 /// The mobile-web map: the built front-end, the map style and the offline basemap.
 pub mod web_map;
+/// Vector tiles (MVT) with clusters and H3 hotspots, a write-invalidated cache, TileJSON.
+pub mod tiles;

@@ -6,3 +6,4 @@ mod open311;
 mod outage;
 mod photos;
 mod reports;
+mod tiles;
