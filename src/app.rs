@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(crate::ops::router())
         .merge(crate::reports::router())
+        .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
