@@ -315,12 +315,15 @@ async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(po
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn simultaneous_reports_of_one_problem_make_exactly_one_parent(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+    // Two servers on one database stand for two citypin processes, each with its own live
+    // index: only the lock in PostgreSQL can keep them from both creating a parent.
+    let app = TestApp::spawn(pool.clone()).await;
+    let replica = TestApp::spawn(pool).await;
     let n = 12;
     let posts = (0..n).map(|i| {
         let body = pothole_at(f64::from(i % 4), f64::from(i / 4));
-        let app = &app;
-        async move { app.post_report(&body, &key()).await }
+        let server = if i % 2 == 0 { &app } else { &replica };
+        async move { server.post_report(&body, &key()).await }
     });
     let results = futures_util::future::join_all(posts).await;
     let mut parents = Vec::new();
@@ -340,7 +343,14 @@ async fn simultaneous_reports_of_one_problem_make_exactly_one_parent(pool: PgPoo
     let (_, p) = app.get_json(&format!("/api/v1/reports/{pid}")).await;
     assert_eq!(p["supporters"], n - 1);
 
-    // Nearby (open by default) shows the group as one incident with its supporters.
+    // Nearby (open by default) shows the group as one incident with its supporters. Half the
+    // links were committed by the other server, whose changes reach this one's index through
+    // the index's own sync; a reload stands for that here.
+    app.state
+        .spatial_index
+        .load(&app.pool, &app.state.catalogue)
+        .await
+        .unwrap();
     let (_, near) = app
         .get_json("/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437&radius_m=200")
         .await;
