@@ -73,7 +73,11 @@ fn world(catalogue: &Catalogue, rng: &mut Rng) -> (SpatialIndex, Vec<Incident>) 
                 position: rng.position(),
                 service_code: Arc::from(code),
                 group: Arc::from(catalogue.get(code).map_or("Other", |s| s.group.as_str())),
-                status: if i % 5 == 0 { Status::Fixed } else { Status::New },
+                status: if i % 5 == 0 {
+                    Status::Fixed
+                } else {
+                    Status::New
+                },
                 requested_at: at,
                 updated_at: at,
                 supporters: 0,
@@ -113,7 +117,7 @@ fn linear_scan(incidents: &[Incident], service: &Service, p: Position) -> Option
     .map(|s| s.id)
 }
 
-fn decision(c: &mut Criterion, catalogue: &Catalogue) {
+fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
     let mut rng = Rng(7);
     let started = Instant::now();
     let (spatial_index, incidents) = world(catalogue, &mut rng);
@@ -148,41 +152,43 @@ fn decision(c: &mut Criterion, catalogue: &Catalogue) {
         linked += usize::from(v.is_some());
     }
     latencies.sort_unstable();
-    let q = |f: f64| latencies[((latencies.len() - 1) as f64 * f) as usize];
+    let quantile = |f: f64| latencies[((latencies.len() - 1) as f64 * f) as usize];
     println!(
         "dedup decision at {N} incidents, {} probes ({linked} linked): p50 {:?}  p99 {:?}  max {:?}",
         probes.len(),
-        q(0.5),
-        q(0.99),
+        quantile(0.5),
+        quantile(0.99),
         latencies[latencies.len() - 1]
     );
 
-    let mut g = c.benchmark_group("dedup_decision_1m");
-    g.sample_size(10);
-    let mut k = 0usize;
-    g.bench_function("live_index", |b| {
+    let mut group = criterion.benchmark_group("dedup_decision_1m");
+    group.sample_size(10);
+    let mut cursor = 0usize;
+    group.bench_function("live_index", |b| {
         b.iter(|| {
-            k = (k + 1) % probes.len();
-            let (s, p) = &probes[k];
+            cursor = (cursor + 1) % probes.len();
+            let (s, p) = &probes[cursor];
             black_box(decide_from_index(&spatial_index, s, *p, Utc::now()))
         });
     });
-    g.bench_function("linear_scan_baseline", |b| {
+    group.bench_function("linear_scan_baseline", |b| {
         b.iter(|| {
-            k = (k + 1) % probes.len();
-            let (s, p) = &probes[k];
+            cursor = (cursor + 1) % probes.len();
+            let (s, p) = &probes[cursor];
             black_box(linear_scan(&incidents, s, *p))
         });
     });
-    g.finish();
+    group.finish();
 }
 
 /// Intake throughput, dedup on against dedup off, alternating rounds on one database.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one straight measurement script: set up, alternate rounds, report, clean up"
+)]
 fn intake_throughput() {
     let Ok(url) = std::env::var("DATABASE_URL") else {
-        println!(
-            "intake throughput: skipped (no DATABASE_URL; run under scripts/with-test-db.sh)"
-        );
+        println!("intake throughput: skipped (no DATABASE_URL; run under scripts/with-test-db.sh)");
         return;
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

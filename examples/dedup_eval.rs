@@ -52,8 +52,8 @@ fn offset(p: Position, distance_m: f64, bearing: f64) -> Position {
     let d = distance_m / citypin::geo::EARTH_RADIUS_M;
     let (lat1, lon1) = (p.lat().to_radians(), p.lon().to_radians());
     let lat2 = (lat1.sin() * d.cos() + lat1.cos() * d.sin() * bearing.cos()).asin();
-    let lon2 = lon1
-        + (bearing.sin() * d.sin() * lat1.cos()).atan2(d.cos() - lat1.sin() * lat2.sin());
+    let lon2 =
+        lon1 + (bearing.sin() * d.sin() * lat1.cos()).atan2(d.cos() - lat1.sin() * lat2.sin());
     Position::new(lon2.to_degrees(), lat2.to_degrees()).expect("offset stays on the globe")
 }
 
@@ -153,6 +153,13 @@ fn main() {
     let rows = load(&path);
     let spatial_index = SpatialIndex::new();
     spatial_index.replace_all(rows.iter().map(|r| incident(r, &catalogue)).collect());
+    let probes = build_probes(&rows, &catalogue, &spatial_index);
+    evaluate(&rows, &probes, &spatial_index);
+}
+
+/// The labelled set: re-reports (positives) and real reports with only other services, or
+/// only far-away reports of their own service, around them (negatives).
+fn build_probes(rows: &[Row], catalogue: &Catalogue, spatial_index: &SpatialIndex) -> Vec<Probe> {
     let window = |s: &Service| Duration::hours(i64::from(s.dedup.window_hours));
 
     let mut rng = Rng(0x00C1_7F1B);
@@ -173,7 +180,7 @@ fn main() {
         }
         let w = window(&service);
         let same = |inc: &Incident| *inc.service_code == *r.code;
-        let same_around = neighbours(&spatial_index, r, ALONE_M, r.at - w, r.at + w, same);
+        let same_around = neighbours(spatial_index, r, ALONE_M, r.at - w, r.at + w, same);
         // Positives: a phone re-report of a report that is alone, so the right parent is
         // unambiguous. GPS error 5–60 m in any direction; 5 minutes to 3 days later.
         if same_around.is_empty() && n_pos < MAX_POSITIVES {
@@ -193,12 +200,12 @@ fn main() {
         // Negatives are real reports judged at the moment they came in (a second before, so
         // that they do not meet themselves), with no earlier report of their service close by.
         let before = r.at - Duration::seconds(1);
-        let same_before = neighbours(&spatial_index, r, ALONE_M, r.at - w, before, same);
+        let same_before = neighbours(spatial_index, r, ALONE_M, r.at - w, before, same);
         if !same_before.is_empty() {
             continue;
         }
         let group = &service.group;
-        let other_nearby = neighbours(&spatial_index, r, 75.0, r.at - w, before, |i| {
+        let other_nearby = neighbours(spatial_index, r, 75.0, r.at - w, before, |i| {
             *i.service_code != *r.code
         });
         if !other_nearby.is_empty() && n_other_cat < MAX_PER_NEGATIVE_KIND {
@@ -218,7 +225,7 @@ fn main() {
             n_other_cat += 1;
             continue;
         }
-        let far_same = neighbours(&spatial_index, r, 400.0, r.at - w, before, same);
+        let far_same = neighbours(spatial_index, r, 400.0, r.at - w, before, same);
         let nearest = far_same
             .iter()
             .map(|i| r.position.distance_m(i.position))
@@ -235,15 +242,18 @@ fn main() {
             n_other_block += 1;
         }
     }
+    probes
+}
 
+fn evaluate(rows: &[Row], probes: &[Probe], spatial_index: &SpatialIndex) {
     let mut total = Tally::default();
     let mut by_kind: HashMap<&str, Tally> = HashMap::new();
     let mut by_service: HashMap<String, Tally> = HashMap::new();
     let mut latencies = Vec::with_capacity(probes.len());
-    for p in &probes {
+    for p in probes {
         let started = Instant::now();
         let params = DedupParams::of(&p.service);
-        let verdict = score_from_index(&spatial_index, &p.service, p.position, p.at, 1)
+        let verdict = score_from_index(spatial_index, &p.service, p.position, p.at, 1)
             .into_iter()
             .map(|(s, _)| s)
             .find(|s| s.score >= params.threshold);
@@ -251,7 +261,9 @@ fn main() {
         for t in [
             &mut total,
             by_kind.entry(p.kind).or_default(),
-            by_service.entry(p.service.service_code.clone()).or_default(),
+            by_service
+                .entry(p.service.service_code.clone())
+                .or_default(),
         ] {
             match (p.parent, &verdict) {
                 (Some(parent), Some(v)) if v.id == parent => {
@@ -295,7 +307,9 @@ fn main() {
         rows.len(),
         probes.len()
     );
-    println!("| set | positives | negatives | linked right | linked wrong | wrong parent | precision | recall |");
+    println!(
+        "| set | positives | negatives | linked right | linked wrong | wrong parent | precision | recall |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     report("**all**", &total);
     let mut kinds: Vec<_> = by_kind.iter().collect();

@@ -20,7 +20,7 @@ fn pothole_at(north_m: f64, east_m: f64) -> Value {
 async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     let (s, h) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
     assert_eq!(s, 200, "{h}");
-    h["events"].as_array().unwrap().clone()
+    h["events"].as_array().expect("events").clone()
 }
 
 async fn post_as(app: &TestApp, token: Option<&str>, path: &str, body: Value) -> (u16, Value) {
@@ -28,7 +28,7 @@ async fn post_as(app: &TestApp, token: Option<&str>, path: &str, body: Value) ->
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let res = req.send().await.unwrap();
+    let res = req.send().await.expect("request");
     let s = res.status().as_u16();
     (s, res.json().await.unwrap_or(Value::Null))
 }
