@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(crate::ops::router())
         .merge(crate::reports::router())
+        .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
         .merge(crate::web_map::router())

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 /// The connection pool, migrations and the embedded private PostGIS cluster.
 pub mod db;
+/// Duplicates: suggestions, the decision at intake, "me too", staff merge and undo.
+pub mod dedup;
 /// `AppError` → problem+json, and the project's own extractors.
 pub mod error;
 /// Positions, bounding boxes, distances and conversions to geo / geojson / h3o.
