@@ -99,7 +99,7 @@ impl Generator {
     pub fn from_file(path: &Path, catalogue: &Catalogue, seed: u64) -> Result<Self, ImportError> {
         let source: Vec<Valid> = read_rows(path)?
             .into_iter()
-            .filter_map(|r| r.ok())
+            .filter_map(Result::ok)
             .filter_map(|r| validate(r, catalogue, Duration::zero()).ok())
             .collect();
         if source.is_empty() {

@@ -1,0 +1,930 @@
+//! The HTTP load harness behind `make bench`: for each data size it creates a database, loads
+//! generated incidents with COPY, starts the release `citypin serve` on loopback, and runs every
+//! scenario against citypin and, in the same run and at the same concurrency, against its baseline
+//! (the same question asked of `PostGIS` directly). Results go to `target/bench/results.{json,md}`.
+//!
+//! `DATABASE_URL` must name a PostgreSQL+PostGIS server where we may create databases (the bench
+//! script starts a private one). Closed loop: `--connections` workers each send one request at a
+//! time, for `--duration` seconds or until a scenario's request budget is spent.
+//!
+//! A new endpoint plugs in as one more entry in [`scenarios`]: a probe path (the scenario is
+//! reported "not available" when citypin answers it with 404), the citypin request, and optionally
+//! the baseline query.
+
+use std::collections::BTreeSet;
+use std::error::Error;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use citypin::import::generate::{Generator, Incident};
+use citypin::reports::catalogue::Catalogue;
+use citypin::reports::model::h3_cell_i64;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+
+type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+/// One request or query; true when it succeeded.
+type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+const SEED: u64 = 42;
+const SOURCE: &str = "data-samples/la311.csv";
+
+struct Args {
+    quick: bool,
+    scales: Vec<u64>,
+    duration: Duration,
+    connections: usize,
+    out: PathBuf,
+    bin: PathBuf,
+}
+
+fn parse_args() -> BoxResult<Args> {
+    let mut a = Args {
+        quick: false,
+        scales: vec![100_000, 1_000_000, 5_000_000],
+        duration: Duration::from_secs(10),
+        connections: 16,
+        out: PathBuf::from("target/bench"),
+        bin: PathBuf::from("target/release/citypin"),
+    };
+    let mut scales_given = false;
+    let mut duration_given = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            // cargo passes `--bench` to harness-less benches.
+            "--bench" => {}
+            "--quick" => a.quick = true,
+            "--scales" => {
+                a.scales = it
+                    .next()
+                    .ok_or("--scales needs a value")?
+                    .split(',')
+                    .map(|s| s.replace('_', "").parse::<u64>())
+                    .collect::<Result<_, _>>()?;
+                scales_given = true;
+            }
+            "--duration" => {
+                a.duration = Duration::from_secs_f64(it.next().ok_or("--duration")?.parse()?);
+                duration_given = true;
+            }
+            "--connections" => a.connections = it.next().ok_or("--connections")?.parse()?,
+            "--out" => a.out = PathBuf::from(it.next().ok_or("--out")?),
+            "--bin" => a.bin = PathBuf::from(it.next().ok_or("--bin")?),
+            other => return Err(format!("unknown option {other:?}").into()),
+        }
+    }
+    if a.quick {
+        if !scales_given {
+            a.scales = vec![100_000];
+        }
+        if !duration_given {
+            a.duration = Duration::from_secs(4);
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> BoxResult<()> {
+    let args = parse_args()?;
+    let admin_url = std::env::var("DATABASE_URL")
+        .map_err(|_| "DATABASE_URL is not set (run through scripts/bench.sh)")?;
+    std::fs::create_dir_all(&args.out)?;
+    let started = Instant::now();
+    let catalogue = Catalogue::load(None)?;
+    let admin = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&admin_url)
+        .await?;
+
+    eprintln!("bench: importing the LA file through `citypin import`");
+    let la = la_import(&args, &admin, &admin_url).await?;
+    eprintln!("bench: {la}");
+
+    let mut scales = Vec::new();
+    for &n in &args.scales {
+        scales.push(run_scale(&args, &admin, &admin_url, &catalogue, n).await?);
+    }
+    let results = json!({
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "machine": machine(),
+        "quick": args.quick,
+        "duration_s": args.duration.as_secs_f64(),
+        "connections": args.connections,
+        "seed": SEED,
+        "la_import": la,
+        "scales": scales,
+        "total_s": started.elapsed().as_secs_f64(),
+    });
+    let json_path = args.out.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
+    let md = markdown(&results);
+    std::fs::write(args.out.join("results.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "bench: wrote {} and results.md in {:.0} s",
+        json_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- databases and data
+
+fn db_url(admin_url: &str, db: &str) -> String {
+    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    if query.is_empty() {
+        format!("{base}/{db}")
+    } else {
+        format!("{base}/{db}?{query}")
+    }
+}
+
+async fn fresh_db(admin: &PgPool, name: &str) -> BoxResult<()> {
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    Ok(())
+}
+
+/// Issue 2's figure: the LA sample through the real `citypin import`, into an empty database.
+async fn la_import(args: &Args, admin: &PgPool, admin_url: &str) -> BoxResult<Value> {
+    fresh_db(admin, "citypin_bench_la").await?;
+    let url = db_url(admin_url, "citypin_bench_la");
+    // Migrations and the catalogue first, so the timed run is the import itself.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    citypin::db::MIGRATOR.run(&pool).await?;
+    Catalogue::load(None)?.upsert(&pool).await?;
+    pool.close().await;
+    let t = Instant::now();
+    let out = Command::new(&args.bin)
+        .args(["import", SOURCE])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    let wall = t.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "citypin import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let took = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("took ")?
+                .strip_suffix(" s")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(wall);
+    let imported = stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    admin
+        .execute("DROP DATABASE IF EXISTS citypin_bench_la WITH (FORCE)")
+        .await?;
+    Ok(json!({
+        "file": SOURCE, "imported": imported, "import_s": took, "process_wall_s": wall,
+        "rows_per_s": imported as f64 / took,
+    }))
+}
+
+/// Loads `n` generated incidents with COPY. Triggers are off for the load (one `pg_notify` per
+/// row would only be heard by a server that is not running yet); constraints and indexes stay.
+async fn copy_incidents(pool: &PgPool, catalogue: &Catalogue, n: u64) -> BoxResult<()> {
+    let mut conn = pool.acquire().await?;
+    conn.execute("SET session_replication_role = replica")
+        .await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY reports (id, reference, external_id, service_code, status, address, zipcode, \
+             agency, channel, location, h3_cell, requested_at, updated_at, closed_at) \
+             FROM STDIN WITH (FORMAT csv)",
+        )
+        .await?;
+    let generator = Generator::from_file(Path::new(SOURCE), catalogue, SEED)?;
+    let writer = || csv::Writer::from_writer(Vec::with_capacity(1 << 21));
+    let mut w = writer();
+    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
+    for inc in generator.take(n as usize) {
+        w.write_record([
+            uuid::Uuid::now_v7().to_string(),
+            inc.reference(),
+            inc.external_id.clone(),
+            inc.service_code.clone(),
+            inc.status.as_str().to_owned(),
+            inc.address.clone().unwrap_or_default(),
+            inc.zipcode.clone().unwrap_or_default(),
+            inc.agency.clone(),
+            inc.channel.to_owned(),
+            format!(
+                "SRID=4326;POINT({} {})",
+                inc.position.lon(),
+                inc.position.lat()
+            ),
+            h3_cell_i64(inc.position).to_string(),
+            time(inc.requested_at),
+            time(inc.updated_at),
+            inc.closed_at.map(time).unwrap_or_default(),
+        ])?;
+        if w.get_ref().len() > 1 << 20 {
+            let buf = std::mem::replace(&mut w, writer()).into_inner()?;
+            copy.send(buf).await?;
+        }
+    }
+    copy.send(w.into_inner()?).await?;
+    copy.finish().await?;
+    conn.execute("SET session_replication_role = origin")
+        .await?;
+    conn.execute("SELECT setval('report_change_seq', (SELECT max(change_seq) FROM reports))")
+        .await?;
+    conn.execute("VACUUM ANALYZE reports").await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the server
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(args: &Args, url: &str, log: &Path) -> BoxResult<(Self, Value)> {
+        // A free loopback port: bind, read it, release it for the server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(log)?;
+        let t = Instant::now();
+        let child = Command::new(&args.bin)
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("CITYPIN_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("CITYPIN_SAMPLE")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(20 * 60);
+        loop {
+            if let Ok(r) = client
+                .get(format!("{}/health/ready", server.base))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    let body: Value = r.json().await?;
+                    let ready_s = t.elapsed().as_secs_f64();
+                    let mem = server.memory();
+                    return Ok((
+                        server,
+                        json!({"ready_s": ready_s, "indexed": body["incidents"], "rss_ready_kb": mem.1}),
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("citypin did not become ready within 20 minutes".into());
+            }
+            // Polling a child process we started: there is no readiness event to wait on.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// (peak, current) resident set of the server, in kB, from /proc/<pid>/status.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- measuring
+
+#[derive(Clone, Copy)]
+struct Point {
+    lon: f64,
+    lat: f64,
+}
+
+async fn measure(op: &Op, connections: usize, duration: Duration, budget: u64) -> Value {
+    // A short warm-up (connections, prepared statements, caches), not recorded; none where
+    // every request must be a first one (cold tiles).
+    if budget == u64::MAX {
+        run_loop(op, connections, Duration::from_millis(500), 200, 1 << 40).await;
+    }
+    let (hist, errors, elapsed) = run_loop(op, connections, duration, budget, 0).await;
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let ok = hist.len() - errors;
+    json!({
+        "requests": hist.len(), "errors": errors, "elapsed_s": elapsed,
+        "ok_per_s": ok as f64 / elapsed,
+        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": hist.max() as f64 / 1000.0,
+    })
+}
+
+async fn run_loop(
+    op: &Op,
+    connections: usize,
+    duration: Duration,
+    budget: u64,
+    offset: u64,
+) -> (Histogram<u64>, u64, f64) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (op, counter) = (op.clone(), counter.clone());
+        tasks.spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if i >= budget {
+                    break;
+                }
+                let t = Instant::now();
+                let ok = op(offset + i).await;
+                hist.saturating_record((t.elapsed().as_micros() as u64).max(1));
+                errors += u64::from(!ok);
+            }
+            (hist, errors)
+        });
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (h, e) = r.expect("worker");
+        hist.add(h).expect("same bounds");
+        errors += e;
+    }
+    (hist, errors, start.elapsed().as_secs_f64())
+}
+
+fn http_get(client: &reqwest::Client, urls: Vec<String>) -> Op {
+    let client = client.clone();
+    let urls = Arc::new(urls);
+    Arc::new(move |i| {
+        let req = client.get(&urls[i as usize % urls.len()]);
+        Box::pin(async move {
+            match req.send().await {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    ok && r.bytes().await.is_ok()
+                }
+                Err(_) => false,
+            }
+        })
+    })
+}
+
+/// A baseline query: binds (lon, lat, i) through `bind` and fetches every row.
+fn sql_op(
+    pool: &PgPool,
+    sql: &'static str,
+    points: &Arc<Vec<Point>>,
+    bind: fn(
+        sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        Point,
+        u64,
+    ) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Op {
+    let (pool, points) = (pool.clone(), points.clone());
+    Arc::new(move |i| {
+        let q = bind(sqlx::query(sql), points[i as usize % points.len()], i);
+        let pool = pool.clone();
+        Box::pin(async move { q.fetch_all(&pool).await.is_ok() })
+    })
+}
+
+// ---------------------------------------------------------------- scenarios
+
+struct Ctx {
+    base: String,
+    client: reqwest::Client,
+    baseline: PgPool,
+    points: Arc<Vec<Point>>,
+    services: Arc<Vec<String>>,
+    /// Open311 window that covers the generated data (it is historical: 2017–2020).
+    window: (String, String),
+    scale: u64,
+}
+
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    probe: String,
+    citypin: Op,
+    baseline: Option<(&'static str, Op)>,
+    /// Most requests to send (cold tiles: each tile once).
+    budget: u64,
+}
+
+const NEARBY_SQL_OPEN: &str = "SELECT id, reference, service_code, status, requested_at, supporters, \
+    ST_X(location), ST_Y(location), ST_Distance(location::geography, p::geography) AS d \
+    FROM reports, ST_SetSRID(ST_MakePoint($1, $2), 4326) AS p \
+    WHERE location && ST_Expand(p, $3 / 80000.0) AND NOT hidden \
+      AND status IN ('new','acknowledged','scheduled','in_progress') \
+      AND ST_DWithin(location::geography, p::geography, $3) \
+    ORDER BY d, id LIMIT 50";
+const NEARBY_SQL_ALL: &str = "SELECT id, reference, service_code, status, requested_at, supporters, \
+    ST_X(location), ST_Y(location), ST_Distance(location::geography, p::geography) AS d \
+    FROM reports, ST_SetSRID(ST_MakePoint($1, $2), 4326) AS p \
+    WHERE location && ST_Expand(p, $3 / 80000.0) AND NOT hidden \
+      AND ST_DWithin(location::geography, p::geography, $3) \
+    ORDER BY d, id LIMIT 50";
+const OPEN311_SQL: &str = "SELECT id, reference, service_code, status, status_notes, description, \
+    agency, address, zipcode, requested_at, updated_at, ST_X(location), ST_Y(location) \
+    FROM reports, ST_SetSRID(ST_MakePoint($1, $2), 4326) AS p \
+    WHERE location && ST_Expand(p, $3 / 80000.0) AND NOT hidden \
+      AND ST_DWithin(location::geography, p::geography, $3) \
+      AND requested_at >= $4::timestamptz AND requested_at <= $5::timestamptz \
+    ORDER BY requested_at DESC LIMIT 1000";
+const TILE_SQL: &str = "WITH b AS (SELECT ST_TileEnvelope($1, $2, $3) AS env), \
+    t AS (SELECT ST_AsMVTGeom(ST_Transform(r.location, 3857), b.env, 4096, 64, true) AS geom, \
+        r.id::text AS id, r.service_code, r.status \
+      FROM reports r, b WHERE r.location && ST_Transform(b.env, 4326) AND NOT r.hidden) \
+    SELECT ST_AsMVT(t, 'incidents', 4096, 'geom') FROM t";
+
+/// Slippy-map tile of a point (Web Mercator), for the tile scenarios.
+fn tile_of(point: Point, zoom: u32) -> (u32, u32, u32) {
+    let tiles = f64::from(1u32 << zoom);
+    let col = ((point.lon + 180.0) / 360.0 * tiles).floor();
+    let lat = point.lat.to_radians();
+    let row =
+        ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * tiles).floor();
+    (zoom, col as u32, row as u32)
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of scenarios reads best in one place"
+)]
+fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
+    let base = &ctx.base;
+    let pts = &ctx.points;
+    let nearby = |radius: u32, status: &str| -> Vec<String> {
+        pts.iter()
+            .map(|p| {
+                format!(
+                    "{base}/api/v1/incidents/nearby?lat={:.6}&lon={:.6}&radius_m={radius}&limit=50&status={status}",
+                    p.lat, p.lon
+                )
+            })
+            .collect()
+    };
+    let (from, to) = &ctx.window;
+    let open311: Vec<String> = pts
+        .iter()
+        .map(|p| {
+            format!(
+                "{base}/open311/v2/requests.json?lat={:.6}&long={:.6}&radius=500&start_date={from}&end_date={to}",
+                p.lat, p.lon
+            )
+        })
+        .collect();
+    // Cached tiles: a small working set of z14 tiles, asked again and again. Cold tiles: each
+    // distinct z16 tile of the query points once, so no request can be a cache hit.
+    let hot: Vec<(u32, u32, u32)> = pts
+        .iter()
+        .take(32)
+        .map(|p| tile_of(*p, 14))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let cold: Vec<(u32, u32, u32)> = pts
+        .iter()
+        .map(|p| tile_of(*p, 16))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let tile_urls = |t: &[(u32, u32, u32)]| -> Vec<String> {
+        t.iter()
+            .map(|(z, x, y)| format!("{base}/tiles/{z}/{x}/{y}.mvt"))
+            .collect()
+    };
+    let tile_sql = |tiles: Vec<(u32, u32, u32)>| -> Op {
+        let pool = ctx.baseline.clone();
+        let tiles = Arc::new(tiles);
+        Arc::new(move |i| {
+            let (z, x, y) = tiles[i as usize % tiles.len()];
+            let q = sqlx::query(TILE_SQL)
+                .bind(z as i32)
+                .bind(x as i32)
+                .bind(y as i32);
+            let pool = pool.clone();
+            Box::pin(async move { q.fetch_all(&pool).await.is_ok() })
+        })
+    };
+    let window = Arc::new(ctx.window.clone());
+    let open311_sql: Op = {
+        let (pool, points) = (ctx.baseline.clone(), pts.clone());
+        Arc::new(move |i| {
+            let p = points[i as usize % points.len()];
+            let q = sqlx::query(OPEN311_SQL)
+                .bind(p.lon)
+                .bind(p.lat)
+                .bind(500.0_f64)
+                .bind(window.0.clone())
+                .bind(window.1.clone());
+            let pool = pool.clone();
+            Box::pin(async move { q.fetch_all(&pool).await.is_ok() })
+        })
+    };
+    vec![
+        Scenario {
+            name: "nearby_open",
+            what: "GET /api/v1/incidents/nearby, open incidents within 1 km, limit 50",
+            probe: nearby(1000, "open")[0].clone(),
+            citypin: http_get(&ctx.client, nearby(1000, "open")),
+            baseline: Some((
+                "PostGIS: GiST bbox + ST_DWithin(geography), ORDER BY distance",
+                sql_op(&ctx.baseline, NEARBY_SQL_OPEN, pts, |q, p, _| {
+                    q.bind(p.lon).bind(p.lat).bind(1000.0_f64)
+                }),
+            )),
+            budget: u64::MAX,
+        },
+        Scenario {
+            name: "nearby_all",
+            what: "GET /api/v1/incidents/nearby, every status within 500 m, limit 50",
+            probe: nearby(500, "all")[0].clone(),
+            citypin: http_get(&ctx.client, nearby(500, "all")),
+            baseline: Some((
+                "PostGIS: the same query without the status filter",
+                sql_op(&ctx.baseline, NEARBY_SQL_ALL, pts, |q, p, _| {
+                    q.bind(p.lon).bind(p.lat).bind(500.0_f64)
+                }),
+            )),
+            budget: u64::MAX,
+        },
+        Scenario {
+            name: "open311_geo",
+            what: "GET /open311/v2/requests.json with lat/long/radius=500 m and a date window",
+            probe: open311[0].clone(),
+            citypin: http_get(&ctx.client, open311),
+            baseline: Some((
+                "PostGIS: radius + date window, newest first, limit 1000",
+                open311_sql,
+            )),
+            budget: u64::MAX,
+        },
+        Scenario {
+            name: "tiles_cached",
+            what: "GET /tiles/14/{x}/{y}.mvt over a working set of tiles (cache hits)",
+            probe: tile_urls(&hot)[0].clone(),
+            citypin: http_get(&ctx.client, tile_urls(&hot)),
+            baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(hot.clone()))),
+            budget: u64::MAX,
+        },
+        Scenario {
+            name: "tiles_cold",
+            what: "GET /tiles/16/{x}/{y}.mvt, each tile once (cache misses)",
+            probe: format!("{base}/tiles/0/0/0.mvt"),
+            citypin: http_get(&ctx.client, tile_urls(&cold)),
+            baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(cold.clone()))),
+            budget: cold.len() as u64,
+        },
+        intake(ctx),
+    ]
+}
+
+/// `POST /api/v1/reports`: every request a new report with its own Idempotency-Key, committed
+/// durably (`synchronous_commit` on) before the 201.
+fn intake(ctx: &Ctx) -> Scenario {
+    let client = ctx.client.clone();
+    let url = format!("{}/api/v1/reports", ctx.base);
+    let (points, services) = (ctx.points.clone(), ctx.services.clone());
+    let run = format!("{}-{}", ctx.scale, std::process::id());
+    let op: Op = Arc::new(move |i| {
+        let p = points[i as usize % points.len()];
+        let body = json!({
+            "service_code": services[i as usize % services.len()],
+            "lat": p.lat, "lon": p.lon,
+            "description": format!("Bench report {i}"),
+        });
+        let req = client
+            .post(&url)
+            .header("Idempotency-Key", format!("bench-{run}-{i}"))
+            .json(&body);
+        Box::pin(async move {
+            match req.send().await {
+                Ok(r) => {
+                    let ok = r.status() == reqwest::StatusCode::CREATED;
+                    ok && r.bytes().await.is_ok()
+                }
+                Err(_) => false,
+            }
+        })
+    });
+    Scenario {
+        name: "intake",
+        what: "POST /api/v1/reports, unique Idempotency-Key, durable commit",
+        probe: format!("{}/api/v1/services", ctx.base),
+        citypin: op,
+        baseline: None,
+        budget: u64::MAX,
+    }
+}
+
+// ---------------------------------------------------------------- one data size
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "the steps of one data size, in the order they run"
+)]
+async fn run_scale(
+    args: &Args,
+    admin: &PgPool,
+    admin_url: &str,
+    catalogue: &Catalogue,
+    n: u64,
+) -> BoxResult<Value> {
+    let name = format!("citypin_bench_{n}");
+    fresh_db(admin, &name).await?;
+    let url = db_url(admin_url, &name);
+    let pool = PgPoolOptions::new()
+        .max_connections(args.connections as u32)
+        .connect(&url)
+        .await?;
+    citypin::db::MIGRATOR.run(&pool).await?;
+    catalogue.upsert(&pool).await?;
+    eprintln!("bench: {n}: loading incidents with COPY");
+    let t = Instant::now();
+    copy_incidents(&pool, catalogue, n).await?;
+    let load_s = t.elapsed().as_secs_f64();
+    let db_bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&pool)
+        .await?;
+    eprintln!("bench: {n}: loaded in {load_s:.1} s; starting citypin");
+    let (server, startup) =
+        Server::start(args, &url, &args.out.join(format!("serve-{n}.log"))).await?;
+    eprintln!("bench: {n}: ready {startup}");
+
+    // Query points follow the data (another seed, so they are not the stored points themselves).
+    let sample: Vec<Incident> = Generator::from_file(Path::new(SOURCE), catalogue, SEED + 1)?
+        .take(20_000)
+        .collect();
+    let (lo, hi) = sample.iter().fold(
+        (sample[0].requested_at, sample[0].requested_at),
+        |(lo, hi), i| (lo.min(i.requested_at), hi.max(i.requested_at)),
+    );
+    // Open311 caps a window at 90 days: the newest 90 days of the data.
+    let _ = lo;
+    let from = (hi - chrono::Duration::days(89)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = hi.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ctx = Ctx {
+        base: server.base.clone(),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.connections)
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        baseline: pool.clone(),
+        points: Arc::new(
+            sample
+                .iter()
+                .map(|i| Point {
+                    lon: i.position.lon(),
+                    lat: i.position.lat(),
+                })
+                .collect(),
+        ),
+        services: Arc::new(
+            catalogue
+                .all()
+                .iter()
+                .map(|s| s.service_code.clone())
+                .collect(),
+        ),
+        window: (from, to),
+        scale: n,
+    };
+    let mut results = Vec::new();
+    for s in scenarios(&ctx) {
+        let probe = ctx.client.get(&s.probe).send().await;
+        // A missing route may fall through to the web map's HTML: that is not the endpoint.
+        let available = matches!(&probe, Ok(r) if r.status() != reqwest::StatusCode::NOT_FOUND
+            && r.status() != reqwest::StatusCode::METHOD_NOT_ALLOWED
+            && !r.headers().get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("text/html")));
+        if !available {
+            eprintln!("bench: {n}: {}: not available in this build", s.name);
+            results.push(json!({"name": s.name, "what": s.what, "available": false}));
+            continue;
+        }
+        eprintln!("bench: {n}: {}", s.name);
+        let citypin = measure(&s.citypin, args.connections, args.duration, s.budget).await;
+        let (peak_kb, rss_kb) = server.memory();
+        let baseline = match &s.baseline {
+            Some((label, op)) => {
+                eprintln!("bench: {n}: {} baseline", s.name);
+                let b = measure(op, args.connections, args.duration, s.budget).await;
+                Some(json!({"label": label, "stats": b}))
+            }
+            None => None,
+        };
+        let ratio = |k: &str| {
+            baseline.as_ref().and_then(|b| {
+                let (c, b) = (citypin[k].as_f64()?, b["stats"][k].as_f64()?);
+                Some(if k == "ok_per_s" { c / b } else { b / c })
+            })
+        };
+        results.push(json!({
+            "name": s.name, "what": s.what, "available": true, "citypin": citypin,
+            "baseline": baseline, "server_peak_rss_kb": peak_kb, "server_rss_kb": rss_kb,
+            // How many times better citypin is than the baseline (>1: citypin wins).
+            "speedup_p50": ratio("p50_ms"), "speedup_p99": ratio("p99_ms"),
+            "throughput_ratio": ratio("ok_per_s"),
+        }));
+    }
+    let (peak_kb, _) = server.memory();
+    server.stop();
+    pool.close().await;
+    // A 5M database is several GB: free the disk for the next size.
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    Ok(json!({
+        "incidents": n, "load_s": load_s, "load_rows_per_s": n as f64 / load_s,
+        "database_mb": db_bytes as f64 / 1_048_576.0, "startup": startup,
+        "server_peak_rss_kb": peak_kb, "scenarios": results,
+    }))
+}
+
+// ---------------------------------------------------------------- reporting
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    json!({
+        "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "cpu": cpu, "memory_gib": mem_kb as f64 / 1_048_576.0,
+        "loadavg_at_end": load.trim(),
+    })
+}
+
+fn markdown(res: &Value) -> String {
+    use std::fmt::Write as _;
+    let num = |v: &Value| {
+        v.as_f64().map_or("–".to_owned(), |x| {
+            if x >= 100.0 {
+                format!("{x:.0}")
+            } else if x >= 10.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.2}")
+            }
+        })
+    };
+    let mut out = String::new();
+    let mach = &res["machine"];
+    let _ = writeln!(
+        out,
+        "Run {} · {} CPUs ({}) · {:.0} GiB · {} connections · {} s per scenario · load average at the end {}\n",
+        res["date"].as_str().unwrap_or(""),
+        mach["cpus"],
+        mach["cpu"].as_str().unwrap_or(""),
+        mach["memory_gib"].as_f64().unwrap_or(0.0),
+        res["connections"],
+        res["duration_s"],
+        mach["loadavg_at_end"].as_str().unwrap_or("")
+    );
+    let la = &res["la_import"];
+    let _ = writeln!(
+        out,
+        "LA file import (`citypin import {}`): {} rows in {} s = {} rows/s\n",
+        la["file"].as_str().unwrap_or(""),
+        la["imported"],
+        num(&la["import_s"]),
+        num(&la["rows_per_s"])
+    );
+    for scale in res["scales"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "### {} incidents\n\nCOPY load {} s ({} rows/s), database {} MB; citypin ready (index loaded) after {} s, RSS {} MB then, peak {} MB.\n",
+            scale["incidents"],
+            num(&scale["load_s"]),
+            num(&scale["load_rows_per_s"]),
+            num(&scale["database_mb"]),
+            num(&scale["startup"]["ready_s"]),
+            num(&json!(
+                scale["startup"]["rss_ready_kb"].as_f64().unwrap_or(0.0) / 1024.0
+            )),
+            num(&json!(
+                scale["server_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
+            )),
+        );
+        out.push_str("| scenario | citypin ok/s | p50 ms | p99 ms | p99.9 ms | errors | baseline ok/s | p50 ms | p99 ms | p50 speed-up | p99 speed-up | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for sc in scale["scenarios"].as_array().into_iter().flatten() {
+            if sc["available"] != json!(true) {
+                let _ = writeln!(
+                    out,
+                    "| {} | not on this build | | | | | | | | | | |",
+                    sc["name"].as_str().unwrap_or("")
+                );
+                continue;
+            }
+            let c = &sc["citypin"];
+            let b = &sc["baseline"]["stats"];
+            let ratio = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.2}×"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                sc["name"].as_str().unwrap_or(""),
+                num(&c["ok_per_s"]),
+                num(&c["p50_ms"]),
+                num(&c["p99_ms"]),
+                num(&c["p999_ms"]),
+                c["errors"],
+                num(&b["ok_per_s"]),
+                num(&b["p50_ms"]),
+                num(&b["p99_ms"]),
+                ratio(&sc["speedup_p50"]),
+                ratio(&sc["speedup_p99"]),
+                num(&json!(
+                    sc["server_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
+                )),
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
