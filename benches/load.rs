@@ -320,7 +320,7 @@ impl Server {
                     let mem = server.memory();
                     return Ok((
                         server,
-                        json!({"ready_s": ready_s, "indexed": body["incidents"], "rss_ready_kb": mem.1}),
+                        json!({"ready_s": ready_s, "indexed": body["incidents"], "rss_ready_kb": mem.1, "peak_ready_kb": mem.0}),
                     ));
                 }
             }
@@ -344,6 +344,13 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// Resets the server's peak RSS to its current RSS (Linux `clear_refs` 5), so each scenario
+    /// reports its own peak; returns the RSS at that moment, in kB.
+    fn reset_peak(&self) -> u64 {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+        self.memory().1
     }
 
     fn stop(mut self) {
@@ -548,7 +555,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
         })
         .collect();
     // Cached tiles: a small working set of z14 tiles, asked again and again. Cold tiles: each
-    // distinct z16 tile of the query points once, so no request can be a cache hit.
+    // distinct z14 tile of the query points once, so no request can be a cache hit.
     let hot: Vec<(u32, u32, u32)> = pts
         .iter()
         .take(32)
@@ -558,7 +565,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
         .collect();
     let cold: Vec<(u32, u32, u32)> = pts
         .iter()
-        .map(|p| tile_of(*p, 16))
+        .map(|p| tile_of(*p, 14))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -643,7 +650,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
         },
         Scenario {
             name: "tiles_cold",
-            what: "GET /tiles/16/{x}/{y}.mvt, each tile once (cache misses)",
+            what: "GET /tiles/14/{x}/{y}.mvt, each tile once (cache misses)",
             probe: format!("{base}/tiles/0/0/0.mvt"),
             citypin: http_get(&ctx.client, tile_urls(&cold)),
             baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(cold.clone()))),
@@ -691,12 +698,186 @@ fn intake(ctx: &Ctx) -> Scenario {
     }
 }
 
+// ---------------------------------------------------------------- running scenarios
+
+async fn available(ctx: &Ctx, url: &str) -> bool {
+    let probe = ctx.client.get(url).send().await;
+    // A missing route may fall through to the web map's HTML: that is not the endpoint.
+    matches!(&probe, Ok(r) if r.status() != reqwest::StatusCode::NOT_FOUND
+        && r.status() != reqwest::StatusCode::METHOD_NOT_ALLOWED
+        && !r.headers().get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/html")))
+}
+
+fn unavailable(ctx: &Ctx, name: &str, what: &str) -> Value {
+    eprintln!("bench: {}: {name}: not available in this build", ctx.scale);
+    json!({"name": name, "what": what, "available": false})
+}
+
+async fn run_scenario(args: &Args, server: &Server, ctx: &Ctx, s: &Scenario) -> Value {
+    if !available(ctx, &s.probe).await {
+        return unavailable(ctx, s.name, s.what);
+    }
+    eprintln!("bench: {}: {}", ctx.scale, s.name);
+    let before_kb = server.reset_peak();
+    let citypin = measure(&s.citypin, args.connections, args.duration, s.budget).await;
+    let (peak_kb, rss_kb) = server.memory();
+    let baseline = match &s.baseline {
+        Some((label, op)) => {
+            eprintln!("bench: {}: {} baseline", ctx.scale, s.name);
+            let b = measure(op, args.connections, args.duration, s.budget).await;
+            Some(json!({"label": label, "stats": b}))
+        }
+        None => None,
+    };
+    let ratio = |k: &str| {
+        baseline.as_ref().and_then(|b| {
+            let (c, b) = (citypin[k].as_f64()?, b["stats"][k].as_f64()?);
+            Some(if k == "ok_per_s" { c / b } else { b / c })
+        })
+    };
+    json!({
+        "name": s.name, "what": s.what, "available": true, "citypin": citypin,
+        "baseline": baseline, "server_peak_rss_kb": peak_kb, "server_rss_kb": rss_kb,
+        "server_rss_before_kb": before_kb,
+        // How many times better citypin is than the baseline (>1: citypin wins).
+        "speedup_p50": ratio("p50_ms"), "speedup_p99": ratio("p99_ms"),
+        "throughput_ratio": ratio("ok_per_s"),
+    })
+}
+
+/// Issue 3: nearby reads (closed loop) while intake writes arrive open loop at `WRITE_RATE`/s.
+async fn reads_under_writes(
+    args: &Args,
+    server: &Server,
+    ctx: &Ctx,
+    reads: &Scenario,
+    writes: &Scenario,
+) -> Value {
+    const WRITE_RATE: u64 = 1_000;
+    let (name, what) = (
+        "nearby_under_writes",
+        "nearby_all reads while POST /api/v1/reports arrive at 1,000/s (open loop)",
+    );
+    if !available(ctx, &reads.probe).await {
+        return unavailable(ctx, name, what);
+    }
+    eprintln!("bench: {}: {name}", ctx.scale);
+    let before_kb = server.reset_peak();
+    let duration = args.duration;
+    let op = writes.citypin.clone();
+    let write_load = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / WRITE_RATE));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut inflight = tokio::task::JoinSet::new();
+        let (mut sent, mut ok, mut shed) = (0u64, 0u64, 0u64);
+        // Keys far from the intake scenario's, so no write replays another.
+        let mut i = 1u64 << 41;
+        while start.elapsed() < duration {
+            tick.tick().await;
+            while let Some(r) = inflight.try_join_next() {
+                ok += u64::from(r.unwrap_or(false));
+            }
+            // Bounded: a server that falls behind sheds writes here rather than piling them up.
+            if inflight.len() >= 512 {
+                shed += 1;
+                continue;
+            }
+            inflight.spawn(op(i));
+            i += 1;
+            sent += 1;
+        }
+        while let Some(r) = inflight.join_next().await {
+            ok += u64::from(r.unwrap_or(false));
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        json!({"target_per_s": WRITE_RATE, "sent": sent, "ok": ok, "not_sent": shed,
+               "ok_per_s": ok as f64 / elapsed})
+    });
+    let citypin = measure(&reads.citypin, args.connections, duration, u64::MAX).await;
+    let writes = write_load.await.unwrap_or(Value::Null);
+    let (peak_kb, rss_kb) = server.memory();
+    json!({
+        "name": name, "what": what, "available": true, "citypin": citypin, "writes": writes,
+        "server_peak_rss_kb": peak_kb, "server_rss_kb": rss_kb, "server_rss_before_kb": before_kb,
+    })
+}
+
+/// Issue 6: the whole table as `GeoJSON`, streamed by citypin, against `ogr2ogr` reading the same
+/// table from `PostGIS`.
+async fn export(server: &Server, ctx: &Ctx, db_url: &str) -> BoxResult<Value> {
+    let (name, what) = (
+        "export_geojson",
+        "GET /api/v1/export/incidents.geojson, every incident, streamed",
+    );
+    let url = format!("{}/api/v1/export/incidents.geojson", ctx.base);
+    if !available(ctx, &url).await {
+        return Ok(unavailable(ctx, name, what));
+    }
+    eprintln!("bench: {}: {name}", ctx.scale);
+    let before_kb = server.reset_peak();
+    let t = Instant::now();
+    let resp = reqwest::Client::new().get(&url).send().await?;
+    let status = resp.status();
+    let mut stream = resp.bytes_stream();
+    let (mut bytes, mut features, mut tail) = (0usize, 0u64, Vec::new());
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk?;
+        bytes += chunk.len();
+        // Count `"Feature"` across chunk boundaries (it never matches `"FeatureCollection"`).
+        tail.extend_from_slice(&chunk);
+        features += tail.windows(9).filter(|w| w == b"\"Feature\"").count() as u64;
+        tail.drain(..tail.len().saturating_sub(8));
+    }
+    let citypin_s = t.elapsed().as_secs_f64();
+    let (peak_kb, rss_kb) = server.memory();
+
+    let opts: sqlx::postgres::PgConnectOptions = db_url.parse()?;
+    let host = opts
+        .get_socket()
+        .map_or_else(|| opts.get_host().to_owned(), |p| p.display().to_string());
+    let conn = format!(
+        "PG:host={host} port={} dbname={} user={}",
+        opts.get_port(),
+        opts.get_database().unwrap_or("postgres"),
+        opts.get_username()
+    );
+    let t = Instant::now();
+    let ogr = Command::new("ogr2ogr")
+        .args(["-f", "GeoJSON", "/vsistdout/", &conn, "-sql"])
+        .arg(
+            "SELECT id::text AS id, reference, service_code, status, requested_at, updated_at, \
+             location FROM reports WHERE NOT hidden",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let ogr_s = t.elapsed().as_secs_f64();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM reports WHERE NOT hidden")
+        .fetch_one(&ctx.baseline)
+        .await?;
+    let baseline = match ogr {
+        Ok(o) if o.status.success() => json!({"label": "ogr2ogr -f GeoJSON from PostGIS",
+            "seconds": ogr_s, "features_per_s": rows as f64 / ogr_s}),
+        Ok(o) => json!({"label": "ogr2ogr", "error": String::from_utf8_lossy(&o.stderr)}),
+        Err(e) => json!({"label": "ogr2ogr", "error": e.to_string()}),
+    };
+    let features_per_s = features as f64 / citypin_s;
+    Ok(json!({
+        "name": name, "what": what, "available": true,
+        "export": {"status": status.as_u16(), "seconds": citypin_s, "bytes": bytes,
+                   "features": features, "features_per_s": features_per_s},
+        "baseline": baseline,
+        "throughput_ratio": baseline["features_per_s"].as_f64().map(|b| features_per_s / b),
+        "server_peak_rss_kb": peak_kb, "server_rss_kb": rss_kb, "server_rss_before_kb": before_kb,
+        "rss_growth_kb": peak_kb.saturating_sub(before_kb),
+    }))
+}
+
 // ---------------------------------------------------------------- one data size
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "the steps of one data size, in the order they run"
-)]
 async fn run_scale(
     args: &Args,
     admin: &PgPool,
@@ -763,46 +944,28 @@ async fn run_scale(
         window: (from, to),
         scale: n,
     };
+    let list = scenarios(&ctx);
     let mut results = Vec::new();
-    for s in scenarios(&ctx) {
-        let probe = ctx.client.get(&s.probe).send().await;
-        // A missing route may fall through to the web map's HTML: that is not the endpoint.
-        let available = matches!(&probe, Ok(r) if r.status() != reqwest::StatusCode::NOT_FOUND
-            && r.status() != reqwest::StatusCode::METHOD_NOT_ALLOWED
-            && !r.headers().get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("text/html")));
-        if !available {
-            eprintln!("bench: {n}: {}: not available in this build", s.name);
-            results.push(json!({"name": s.name, "what": s.what, "available": false}));
-            continue;
-        }
-        eprintln!("bench: {n}: {}", s.name);
-        let citypin = measure(&s.citypin, args.connections, args.duration, s.budget).await;
-        let (peak_kb, rss_kb) = server.memory();
-        let baseline = match &s.baseline {
-            Some((label, op)) => {
-                eprintln!("bench: {n}: {} baseline", s.name);
-                let b = measure(op, args.connections, args.duration, s.budget).await;
-                Some(json!({"label": label, "stats": b}))
-            }
-            None => None,
-        };
-        let ratio = |k: &str| {
-            baseline.as_ref().and_then(|b| {
-                let (c, b) = (citypin[k].as_f64()?, b["stats"][k].as_f64()?);
-                Some(if k == "ok_per_s" { c / b } else { b / c })
-            })
-        };
-        results.push(json!({
-            "name": s.name, "what": s.what, "available": true, "citypin": citypin,
-            "baseline": baseline, "server_peak_rss_kb": peak_kb, "server_rss_kb": rss_kb,
-            // How many times better citypin is than the baseline (>1: citypin wins).
-            "speedup_p50": ratio("p50_ms"), "speedup_p99": ratio("p99_ms"),
-            "throughput_ratio": ratio("ok_per_s"),
-        }));
+    // Reads first, on the data as loaded; then the export; then the scenarios that write.
+    for s in list.iter().filter(|s| s.name != "intake") {
+        results.push(run_scenario(args, &server, &ctx, s).await);
     }
-    let (peak_kb, _) = server.memory();
+    results.push(export(&server, &ctx, &url).await?);
+    if let (Some(reads), Some(writes)) = (
+        list.iter().find(|s| s.name == "nearby_all"),
+        list.iter().find(|s| s.name == "intake"),
+    ) {
+        results.push(reads_under_writes(args, &server, &ctx, reads, writes).await);
+    }
+    for s in list.iter().filter(|s| s.name == "intake") {
+        results.push(run_scenario(args, &server, &ctx, s).await);
+    }
+    let peak_kb = results
+        .iter()
+        .filter_map(|r| r["server_peak_rss_kb"].as_u64())
+        .chain([startup["peak_ready_kb"].as_u64().unwrap_or(0)])
+        .max()
+        .unwrap_or(0);
     server.stop();
     pool.close().await;
     // A 5M database is several GB: free the disk for the next size.
@@ -841,19 +1004,28 @@ fn machine() -> Value {
     })
 }
 
+fn num(v: &Value) -> String {
+    v.as_f64().map_or("–".to_owned(), |x| {
+        if x.abs() >= 100.0 {
+            format!("{x:.0}")
+        } else if x.abs() >= 10.0 {
+            format!("{x:.1}")
+        } else {
+            format!("{x:.2}")
+        }
+    })
+}
+
+fn times(v: &Value) -> String {
+    v.as_f64().map_or("–".to_owned(), |x| format!("{x:.2}×"))
+}
+
+fn mib(kb: &Value) -> String {
+    num(&json!(kb.as_f64().unwrap_or(0.0) / 1024.0))
+}
+
 fn markdown(res: &Value) -> String {
     use std::fmt::Write as _;
-    let num = |v: &Value| {
-        v.as_f64().map_or("–".to_owned(), |x| {
-            if x >= 100.0 {
-                format!("{x:.0}")
-            } else if x >= 10.0 {
-                format!("{x:.1}")
-            } else {
-                format!("{x:.2}")
-            }
-        })
-    };
     let mut out = String::new();
     let mach = &res["machine"];
     let _ = writeln!(
@@ -876,55 +1048,243 @@ fn markdown(res: &Value) -> String {
         num(&la["import_s"]),
         num(&la["rows_per_s"])
     );
+    out.push_str(&goals(res));
     for scale in res["scales"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "### {} incidents\n\nCOPY load {} s ({} rows/s), database {} MB; citypin ready (index loaded) after {} s, RSS {} MB then, peak {} MB.\n",
+            "### {} incidents\n\nCOPY load {} s ({} rows/s), database {} MB; citypin ready (index loaded) after {} s, RSS {} MiB then; peak RSS over the run {} MiB.\n",
             scale["incidents"],
             num(&scale["load_s"]),
             num(&scale["load_rows_per_s"]),
             num(&scale["database_mb"]),
             num(&scale["startup"]["ready_s"]),
-            num(&json!(
-                scale["startup"]["rss_ready_kb"].as_f64().unwrap_or(0.0) / 1024.0
-            )),
-            num(&json!(
-                scale["server_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
-            )),
+            mib(&scale["startup"]["rss_ready_kb"]),
+            mib(&scale["server_peak_rss_kb"]),
         );
-        out.push_str("| scenario | citypin ok/s | p50 ms | p99 ms | p99.9 ms | errors | baseline ok/s | p50 ms | p99 ms | p50 speed-up | p99 speed-up | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| scenario | citypin ok/s | p50 ms | p99 ms | p99.9 ms | errors | PostGIS ok/s | p50 ms | p99 ms | throughput ratio | p50 speed-up | p99 speed-up | server peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for sc in scale["scenarios"].as_array().into_iter().flatten() {
-            if sc["available"] != json!(true) {
-                let _ = writeln!(
-                    out,
-                    "| {} | not on this build | | | | | | | | | | |",
-                    sc["name"].as_str().unwrap_or("")
-                );
-                continue;
-            }
-            let c = &sc["citypin"];
-            let b = &sc["baseline"]["stats"];
-            let ratio = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.2}×"));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                sc["name"].as_str().unwrap_or(""),
-                num(&c["ok_per_s"]),
-                num(&c["p50_ms"]),
-                num(&c["p99_ms"]),
-                num(&c["p999_ms"]),
-                c["errors"],
-                num(&b["ok_per_s"]),
-                num(&b["p50_ms"]),
-                num(&b["p99_ms"]),
-                ratio(&sc["speedup_p50"]),
-                ratio(&sc["speedup_p99"]),
-                num(&json!(
-                    sc["server_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0
-                )),
-            );
+            out.push_str(&scenario_row(sc));
         }
         out.push('\n');
     }
+    out.push_str("Throughput ratio = citypin ok/s ÷ PostGIS ok/s; speed-up = PostGIS latency ÷ citypin latency (above 1: citypin is faster). PostGIS rows are the same question asked over sqlx from the harness at the same concurrency: no HTTP, no JSON.\n");
+    out
+}
+
+fn scenario_row(sc: &Value) -> String {
+    let name = sc["name"].as_str().unwrap_or("");
+    if sc["available"] != json!(true) {
+        return format!("| {name} | not in this build | | | | | | | | | | | |\n");
+    }
+    if let Some(e) = sc.get("export") {
+        let b = &sc["baseline"];
+        return format!(
+            "| {name} | {} features/s ({} features, {} MB in {} s) | | | | status {} | ogr2ogr {} features/s ({} s) | | | {} | | | {} (growth {}) |\n",
+            num(&e["features_per_s"]),
+            e["features"],
+            num(&json!(e["bytes"].as_f64().unwrap_or(0.0) / 1e6)),
+            num(&e["seconds"]),
+            e["status"],
+            num(&b["features_per_s"]),
+            num(&b["seconds"]),
+            times(&sc["throughput_ratio"]),
+            mib(&sc["server_peak_rss_kb"]),
+            mib(&sc["rss_growth_kb"]),
+        );
+    }
+    let c = &sc["citypin"];
+    let b = &sc["baseline"]["stats"];
+    let mut errors = c["errors"].to_string();
+    if let Some(w) = sc.get("writes") {
+        errors = format!(
+            "{errors} (writes: {} ok/s of {} sent)",
+            num(&w["ok_per_s"]),
+            w["sent"]
+        );
+    }
+    format!(
+        "| {name} | {} | {} | {} | {} | {errors} | {} | {} | {} | {} | {} | {} | {} |\n",
+        num(&c["ok_per_s"]),
+        num(&c["p50_ms"]),
+        num(&c["p99_ms"]),
+        num(&c["p999_ms"]),
+        num(&b["ok_per_s"]),
+        num(&b["p50_ms"]),
+        num(&b["p99_ms"]),
+        times(&sc["throughput_ratio"]),
+        times(&sc["speedup_p50"]),
+        times(&sc["speedup_p99"]),
+        mib(&sc["server_peak_rss_kb"]),
+    )
+}
+
+/// The goals of issues 2, 3, 5 and 6 that this harness measures, each met or not. The issues
+/// name 1,000,000 incidents; a run without that size is judged at its largest size, and says so.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one line per goal, as the issues list them"
+)]
+fn goals(res: &Value) -> String {
+    use std::fmt::Write as _;
+    let scales: Vec<&Value> = res["scales"].as_array().into_iter().flatten().collect();
+    let Some(at) = scales
+        .iter()
+        .find(|s| s["incidents"] == json!(1_000_000))
+        .or_else(|| scales.last())
+    else {
+        return String::new();
+    };
+    let find = |name: &str| {
+        at["scenarios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == json!(name) && s["available"] == json!(true))
+    };
+    let n = at["incidents"].as_u64().unwrap_or(0);
+    let mut rows: Vec<(String, String, String, Option<bool>)> = Vec::new();
+    let mut goal =
+        |what: &str, target: &str, v: Option<f64>, shown: String, ok: fn(f64) -> bool| {
+            rows.push((what.to_owned(), target.to_owned(), shown, v.map(ok)));
+        };
+    let la = res["la_import"]["import_s"].as_f64();
+    goal(
+        "LA file import (issue 2)",
+        "< 5 s",
+        la,
+        format!("{} s", num(&json!(la))),
+        |v| v < 5.0,
+    );
+    let intake = find("intake").map(|s| &s["citypin"]);
+    let rate = intake.and_then(|c| c["ok_per_s"].as_f64());
+    goal(
+        "intake, accepted reports/s, durable (issue 2)",
+        "≥ 1,000/s",
+        rate,
+        format!("{}/s", num(&json!(rate))),
+        |v| v >= 1000.0,
+    );
+    let p99 = intake.and_then(|c| c["p99_ms"].as_f64());
+    goal(
+        "intake p99 (issue 2)",
+        "< 50 ms",
+        p99,
+        format!("{} ms", num(&json!(p99))),
+        |v| v < 50.0,
+    );
+    let ready = at["startup"]["ready_s"].as_f64();
+    goal(
+        "start-up to ready, index built from PostGIS (issue 3)",
+        "< 10 s",
+        ready,
+        format!("{} s", num(&json!(ready))),
+        |v| v < 10.0,
+    );
+    let per = at["startup"]["rss_ready_kb"]
+        .as_f64()
+        .map(|kb| kb * 1024.0 / n.max(1) as f64);
+    goal(
+        "process RSS after start-up ÷ incidents (issue 3; an upper bound on index bytes per incident)",
+        "< 250 B",
+        per,
+        format!("{} B", num(&json!(per))),
+        |v| v < 250.0,
+    );
+    for name in ["nearby_open", "nearby_all"] {
+        let r = find(name).and_then(|s| s["throughput_ratio"].as_f64());
+        goal(
+            &format!("{name} throughput ÷ PostGIS (issue 3)"),
+            "≥ 10×",
+            r,
+            times(&json!(r)),
+            |v| v >= 10.0,
+        );
+    }
+    let uw = find("nearby_under_writes");
+    let uw_p99 = uw.and_then(|s| s["citypin"]["p99_ms"].as_f64());
+    let uw_w = uw.and_then(|s| s["writes"]["ok_per_s"].as_f64());
+    goal(
+        "nearby p99 while 1,000 writes/s are applied (issue 3)",
+        "report",
+        None,
+        format!(
+            "{} ms (writes done: {}/s)",
+            num(&json!(uw_p99)),
+            num(&json!(uw_w))
+        ),
+        |_| true,
+    );
+    let cached = find("tiles_cached").map(|s| &s["citypin"]);
+    let tr = cached.and_then(|c| c["ok_per_s"].as_f64());
+    goal(
+        "cached tiles/s (issue 5)",
+        "≥ 20,000/s",
+        tr,
+        format!("{}/s", num(&json!(tr))),
+        |v| v >= 20_000.0,
+    );
+    let tp = cached.and_then(|c| c["p99_ms"].as_f64());
+    goal(
+        "cached tile p99 (issue 5)",
+        "≤ 5 ms",
+        tp,
+        format!("{} ms", num(&json!(tp))),
+        |v| v <= 5.0,
+    );
+    let cold = find("tiles_cold");
+    let cp = cold.and_then(|s| s["citypin"]["p50_ms"].as_f64());
+    goal(
+        "cold z14 tile p50 (issue 5)",
+        "≤ 5 ms",
+        cp,
+        format!("{} ms", num(&json!(cp))),
+        |v| v <= 5.0,
+    );
+    let cr = cold.and_then(|s| s["speedup_p50"].as_f64());
+    goal(
+        "cold tile vs PostGIS ST_AsMVT, p50 speed-up (issue 5)",
+        "≥ 3×",
+        cr,
+        times(&json!(cr)),
+        |v| v >= 3.0,
+    );
+    let ex = find("export_geojson");
+    let ef = ex.and_then(|s| s["export"]["features_per_s"].as_f64());
+    goal(
+        "GeoJSON export, features/s (issue 6)",
+        "≥ 150,000/s",
+        ef,
+        format!("{}/s", num(&json!(ef))),
+        |v| v >= 150_000.0,
+    );
+    let eg = ex
+        .and_then(|s| s["rss_growth_kb"].as_f64())
+        .map(|kb| kb / 1024.0);
+    goal(
+        "GeoJSON export, peak RSS growth (issue 6)",
+        "≤ 64 MB",
+        eg,
+        format!("{} MiB", num(&json!(eg))),
+        |v| v <= 64.0,
+    );
+
+    let mut out = format!(
+        "Goals judged at {n} incidents:\n\n| figure | goal | measured | met |\n|---|---|---|---|\n"
+    );
+    for (what, target, shown, ok) in rows {
+        let met = match ok {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None if shown.starts_with('–') => "not measured (endpoint not in this build)",
+            None => "–",
+        };
+        let shown = if shown.starts_with('–') {
+            "–".to_owned()
+        } else {
+            shown
+        };
+        let _ = writeln!(out, "| {what} | {target} | {shown} | {met} |");
+    }
+    out.push('\n');
     out
 }
