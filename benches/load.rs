@@ -660,6 +660,14 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
     ]
 }
 
+/// Shows the first few failures of a run, so an error count comes with its cause.
+fn note_failure(what: &str) {
+    static SHOWN: AtomicU64 = AtomicU64::new(0);
+    if SHOWN.fetch_add(1, Ordering::Relaxed) < 5 {
+        eprintln!("bench: {}", what.chars().take(300).collect::<String>());
+    }
+}
+
 /// `POST /api/v1/reports`: every request a new report with its own Idempotency-Key, committed
 /// durably (`synchronous_commit` on) before the 201.
 fn intake(ctx: &Ctx) -> Scenario {
@@ -681,10 +689,17 @@ fn intake(ctx: &Ctx) -> Scenario {
         Box::pin(async move {
             match req.send().await {
                 Ok(r) => {
-                    let ok = r.status() == reqwest::StatusCode::CREATED;
-                    ok && r.bytes().await.is_ok()
+                    let status = r.status();
+                    let body = r.bytes().await;
+                    if status != reqwest::StatusCode::CREATED {
+                        note_failure(&format!("intake answered {status}: {body:?}"));
+                    }
+                    status == reqwest::StatusCode::CREATED && body.is_ok()
                 }
-                Err(_) => false,
+                Err(e) => {
+                    note_failure(&format!("intake failed: {e}"));
+                    false
+                }
             }
         })
     });
