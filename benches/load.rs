@@ -119,8 +119,28 @@ async fn run() -> BoxResult<()> {
         .await?;
 
     eprintln!("bench: importing the LA file through `citypin import`");
-    let la = la_import(&args, &admin, &admin_url).await?;
+    let la = timed_import(&args, &admin, &admin_url, SOURCE).await?;
     eprintln!("bench: {la}");
+    // The generator's CSV through the same importer, at 100,000 rows.
+    let csv = args.out.join("generated-100000.csv").display().to_string();
+    let generated = Command::new(&args.bin)
+        .args([
+            "generate",
+            "--count",
+            "100000",
+            "--seed",
+            &SEED.to_string(),
+            "--out",
+            &csv,
+        ])
+        .status()?;
+    if !generated.success() {
+        return Err("citypin generate failed".into());
+    }
+    eprintln!("bench: importing {csv} through `citypin import`");
+    let generated_import = timed_import(&args, &admin, &admin_url, &csv).await?;
+    eprintln!("bench: {generated_import}");
+    std::fs::remove_file(&csv)?;
 
     let mut scales = Vec::new();
     for &n in &args.scales {
@@ -134,6 +154,7 @@ async fn run() -> BoxResult<()> {
         "connections": args.connections,
         "seed": SEED,
         "la_import": la,
+        "generated_import": generated_import,
         "scales": scales,
         "total_s": started.elapsed().as_secs_f64(),
     });
@@ -172,10 +193,16 @@ async fn fresh_db(admin: &PgPool, name: &str) -> BoxResult<()> {
     Ok(())
 }
 
-/// Issue 2's figure: the LA sample through the real `citypin import`, into an empty database.
-async fn la_import(args: &Args, admin: &PgPool, admin_url: &str) -> BoxResult<Value> {
-    fresh_db(admin, "citypin_bench_la").await?;
-    let url = db_url(admin_url, "citypin_bench_la");
+/// A file through the real `citypin import`, into an empty database (issue 2's figure for the
+/// LA file).
+async fn timed_import(
+    args: &Args,
+    admin: &PgPool,
+    admin_url: &str,
+    file: &str,
+) -> BoxResult<Value> {
+    fresh_db(admin, "citypin_bench_import").await?;
+    let url = db_url(admin_url, "citypin_bench_import");
     // Migrations and the catalogue first, so the timed run is the import itself.
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -186,7 +213,7 @@ async fn la_import(args: &Args, admin: &PgPool, admin_url: &str) -> BoxResult<Va
     pool.close().await;
     let t = Instant::now();
     let out = Command::new(&args.bin)
-        .args(["import", SOURCE])
+        .args(["import", file])
         .env("DATABASE_URL", &url)
         .env("RUST_LOG", "warn")
         .output()?;
@@ -215,10 +242,10 @@ async fn la_import(args: &Args, admin: &PgPool, admin_url: &str) -> BoxResult<Va
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
     admin
-        .execute("DROP DATABASE IF EXISTS citypin_bench_la WITH (FORCE)")
+        .execute("DROP DATABASE IF EXISTS citypin_bench_import WITH (FORCE)")
         .await?;
     Ok(json!({
-        "file": SOURCE, "imported": imported, "import_s": took, "process_wall_s": wall,
+        "file": file, "imported": imported, "import_s": took, "process_wall_s": wall,
         "rows_per_s": imported as f64 / took,
     }))
 }
@@ -1062,6 +1089,14 @@ fn markdown(res: &Value) -> String {
         la["imported"],
         num(&la["import_s"]),
         num(&la["rows_per_s"])
+    );
+    let gi = &res["generated_import"];
+    let _ = writeln!(
+        out,
+        "Generated CSV import (`citypin generate --count 100000` then `citypin import`): {} rows in {} s = {} rows/s\n",
+        gi["imported"],
+        num(&gi["import_s"]),
+        num(&gi["rows_per_s"])
     );
     out.push_str(&goals(res));
     for scale in res["scales"].as_array().into_iter().flatten() {
