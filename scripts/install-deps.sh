@@ -6,7 +6,7 @@ set -euo pipefail
 # Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
 # ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser), python3-venv
 # (`make bench` plots its scaling curve with matplotlib from PyPI in a venv under target/).
-packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium python3-venv)
+packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium curl python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

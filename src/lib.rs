@@ -26,3 +26,5 @@ pub mod ops;
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
 pub mod spatial_index;
+/// The mobile-web map: the built front-end, the map style and the offline basemap.
+pub mod web_map;

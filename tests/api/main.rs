@@ -2,4 +2,5 @@
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
 mod helpers;
+mod outage;
 mod reports;
