@@ -112,6 +112,7 @@ async fn run() -> BoxResult<()> {
         .map_err(|_| "DATABASE_URL is not set (run through scripts/bench.sh)")?;
     std::fs::create_dir_all(&args.out)?;
     let started = Instant::now();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let catalogue = Catalogue::load(None)?;
     let admin = PgPoolOptions::new()
         .max_connections(2)
@@ -149,6 +150,7 @@ async fn run() -> BoxResult<()> {
     let results = json!({
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "machine": machine(),
+        "loadavg_at_start": load_at_start.trim(),
         "quick": args.quick,
         "duration_s": args.duration.as_secs_f64(),
         "connections": args.connections,
@@ -1072,13 +1074,14 @@ fn markdown(res: &Value) -> String {
     let mach = &res["machine"];
     let _ = writeln!(
         out,
-        "Run {} · {} CPUs ({}) · {:.0} GiB · {} connections · {} s per scenario · load average at the end {}\n",
+        "Run {} · {} CPUs ({}) · {:.0} GiB · {} connections · {} s per scenario · load average (1/5/15 min) at the start {}, at the end {}\n",
         res["date"].as_str().unwrap_or(""),
         mach["cpus"],
         mach["cpu"].as_str().unwrap_or(""),
         mach["memory_gib"].as_f64().unwrap_or(0.0),
         res["connections"],
         res["duration_s"],
+        res["loadavg_at_start"].as_str().unwrap_or(""),
         mach["loadavg_at_end"].as_str().unwrap_or("")
     );
     let la = &res["la_import"];
