@@ -41,6 +41,8 @@ struct Args {
     scales: Vec<u64>,
     duration: Duration,
     connections: usize,
+    /// Client concurrencies for the intake scenario (throughput against latency).
+    intake_connections: Vec<usize>,
     out: PathBuf,
     bin: PathBuf,
 }
@@ -51,6 +53,7 @@ fn parse_args() -> BoxResult<Args> {
         scales: vec![100_000, 1_000_000, 5_000_000],
         duration: Duration::from_secs(10),
         connections: 16,
+        intake_connections: Vec::new(),
         out: PathBuf::from("target/bench"),
         bin: PathBuf::from("target/release/citypin"),
     };
@@ -76,10 +79,25 @@ fn parse_args() -> BoxResult<Args> {
                 duration_given = true;
             }
             "--connections" => a.connections = it.next().ok_or("--connections")?.parse()?,
+            "--intake-connections" => {
+                a.intake_connections = it
+                    .next()
+                    .ok_or("--intake-connections needs a value")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out")?),
             "--bin" => a.bin = PathBuf::from(it.next().ok_or("--bin")?),
             other => return Err(format!("unknown option {other:?}").into()),
         }
+    }
+    if a.intake_connections.is_empty() {
+        a.intake_connections = if a.quick {
+            vec![a.connections]
+        } else {
+            vec![4, a.connections, 64]
+        };
     }
     if a.quick {
         if !scales_given {
@@ -759,18 +777,24 @@ fn unavailable(ctx: &Ctx, name: &str, what: &str) -> Value {
     json!({"name": name, "what": what, "available": false})
 }
 
-async fn run_scenario(args: &Args, server: &Server, ctx: &Ctx, s: &Scenario) -> Value {
+async fn run_scenario(
+    args: &Args,
+    server: &Server,
+    ctx: &Ctx,
+    s: &Scenario,
+    connections: usize,
+) -> Value {
     if !available(ctx, &s.probe).await {
         return unavailable(ctx, s.name, s.what);
     }
     eprintln!("bench: {}: {}", ctx.scale, s.name);
     let before_kb = server.reset_peak();
-    let citypin = measure(&s.citypin, args.connections, args.duration, s.budget).await;
+    let citypin = measure(&s.citypin, connections, args.duration, s.budget).await;
     let (peak_kb, rss_kb) = server.memory();
     let baseline = match &s.baseline {
         Some((label, op)) => {
             eprintln!("bench: {}: {} baseline", ctx.scale, s.name);
-            let b = measure(op, args.connections, args.duration, s.budget).await;
+            let b = measure(op, connections, args.duration, s.budget).await;
             Some(json!({"label": label, "stats": b}))
         }
         None => None,
@@ -992,7 +1016,7 @@ async fn run_scale(
     let mut results = Vec::new();
     // Reads first, on the data as loaded; then the export; then the scenarios that write.
     for s in list.iter().filter(|s| s.name != "intake") {
-        results.push(run_scenario(args, &server, &ctx, s).await);
+        results.push(run_scenario(args, &server, &ctx, s, args.connections).await);
     }
     results.push(export(&server, &ctx, &url).await?);
     if let (Some(reads), Some(writes)) = (
@@ -1002,7 +1026,15 @@ async fn run_scale(
         results.push(reads_under_writes(args, &server, &ctx, reads, writes).await);
     }
     for s in list.iter().filter(|s| s.name == "intake") {
-        results.push(run_scenario(args, &server, &ctx, s).await);
+        // Throughput against latency: the same intake at other client concurrencies.
+        for &c in &args.intake_connections {
+            let mut r = run_scenario(args, &server, &ctx, s, c).await;
+            r["connections"] = json!(c);
+            if c != args.connections {
+                r["name"] = json!(format!("intake_c{c}"));
+            }
+            results.push(r);
+        }
     }
     let peak_kb = results
         .iter()
@@ -1208,13 +1240,36 @@ fn goals(res: &Value) -> String {
         format!("{} s", num(&json!(la))),
         |v| v < 5.0,
     );
-    let intake = find("intake").map(|s| &s["citypin"]);
+    // The goal is both at once: the fastest intake concurrency whose p99 is under 50 ms, or
+    // the default concurrency when none is.
+    let intakes: Vec<&Value> = at["scenarios"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s["available"] == json!(true)
+                && s["name"].as_str().is_some_and(|n| n.starts_with("intake"))
+        })
+        .collect();
+    let best = intakes
+        .iter()
+        .filter(|s| s["citypin"]["p99_ms"].as_f64().is_some_and(|p| p < 50.0))
+        .max_by(|a, b| {
+            let rate = |s: &Value| s["citypin"]["ok_per_s"].as_f64().unwrap_or(0.0);
+            rate(a).total_cmp(&rate(b))
+        })
+        .or_else(|| intakes.iter().find(|s| s["name"] == json!("intake")))
+        .copied();
+    let at_c = best.map_or(String::new(), |s| {
+        format!(" at {} connections", s["connections"])
+    });
+    let intake = best.map(|s| &s["citypin"]);
     let rate = intake.and_then(|c| c["ok_per_s"].as_f64());
     goal(
         "intake, accepted reports/s, durable (issue 2)",
         "≥ 1,000/s",
         rate,
-        format!("{}/s", num(&json!(rate))),
+        format!("{}/s{at_c}", num(&json!(rate))),
         |v| v >= 1000.0,
     );
     let p99 = intake.and_then(|c| c["p99_ms"].as_f64());
@@ -1222,7 +1277,7 @@ fn goals(res: &Value) -> String {
         "intake p99 (issue 2)",
         "< 50 ms",
         p99,
-        format!("{} ms", num(&json!(p99))),
+        format!("{} ms{at_c}", num(&json!(p99))),
         |v| v < 50.0,
     );
     let ready = at["startup"]["ready_s"].as_f64();
