@@ -111,6 +111,13 @@ fn parse_args() -> BoxResult<Args> {
 }
 
 fn main() -> std::process::ExitCode {
+    // `cargo test --all-targets` (make test) runs this binary without `--bench`: check the pure
+    // helpers and stop, rather than starting a load run from inside the test suite.
+    if !std::env::args().any(|a| a == "--bench") {
+        self_check();
+        println!("load harness: self-check passed; the load run is `make bench`");
+        return std::process::ExitCode::SUCCESS;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,6 +196,23 @@ async fn run() -> BoxResult<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn self_check() {
+    assert_eq!(
+        db_url(
+            "postgres://postgres@localhost:5432/citypin?host=/tmp/x/run",
+            "b1"
+        ),
+        "postgres://postgres@localhost:5432/b1?host=/tmp/x/run"
+    );
+    assert_eq!(db_url("postgres://u@h/db", "b2"), "postgres://u@h/b2");
+    // Los Angeles City Hall at z14 is tile 2810/6541 (slippy-map numbering).
+    let city_hall = Point {
+        lon: -118.2427,
+        lat: 34.0537,
+    };
+    assert_eq!(tile_of(city_hall, 14), (14, 2810, 6541));
 }
 
 // ---------------------------------------------------------------- databases and data
