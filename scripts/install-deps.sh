@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
 # ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser), Python's
-# venv (real client libraries from PyPI, e.g. the Open311 client test).
+# venv (real client libraries from PyPI for the tests; matplotlib for `make bench`'s plot).
 packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium curl python3-venv)
 missing=()
 for p in "${packages[@]}"; do
