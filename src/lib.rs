@@ -30,7 +30,7 @@ pub mod photos;
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
 pub mod spatial_index;
-/// The mobile-web map: the built front-end, the map style and the offline basemap.
-pub mod web_map;
 /// Vector tiles (MVT) with clusters and H3 hotspots, a write-invalidated cache, TileJSON.
 pub mod tiles;
+/// The mobile-web map: the built front-end, the map style and the offline basemap.
+pub mod web_map;
