@@ -37,7 +37,7 @@ pub struct CandidateRow {
 /// The caller measures the exact distance (the same haversine as the live index).
 pub async fn candidates(
     conn: &mut PgConnection,
-    boxes: &[rstar::AABB<[f64; 2]>],
+    boxes: &[crate::geo::BBox],
     codes: &[String],
     since: DateTime<Utc>,
     exclude: Uuid,
@@ -59,15 +59,14 @@ pub async fn candidates(
         if i > 0 {
             q.push(" OR ");
         }
-        let (lo, hi) = (b.lower(), b.upper());
         q.push("r.location && ST_MakeEnvelope(")
-            .push_bind(lo[0])
+            .push_bind(b.min_lon)
             .push(", ")
-            .push_bind(lo[1])
+            .push_bind(b.min_lat)
             .push(", ")
-            .push_bind(hi[0])
+            .push_bind(b.max_lon)
             .push(", ")
-            .push_bind(hi[1])
+            .push_bind(b.max_lat)
             .push(", 4326)");
     }
     q.push(") LIMIT 500");

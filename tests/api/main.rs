@@ -7,4 +7,5 @@ mod open311;
 mod outage;
 mod photos;
 mod reports;
+mod spatial_index;
 mod tiles;
