@@ -20,3 +20,10 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
+
+# The independent GeoJSON checker the export tests run (@placemarkio/check-geojson), pinned by
+# tests/tools/package-lock.json.
+tools="$(dirname "$0")/../tests/tools"
+if [ ! -d "$tools/node_modules/@placemarkio/check-geojson" ]; then
+  (cd "$tools" && npm ci --no-audit --no-fund --silent)
+fi

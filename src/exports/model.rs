@@ -120,9 +120,10 @@ impl FilterParams {
                 ));
             }
             let mut bound = |name: &str, v: Option<&str>| {
-                v.and_then(|v| match TimeFilter::parse(v) {
-                    Ok(TimeFilter::Instant(t)) => Some(t),
-                    _ => {
+                v.and_then(|v| {
+                    if let Ok(TimeFilter::Instant(t)) = TimeFilter::parse(v) {
+                        Some(t)
+                    } else {
                         errors.push(FieldError::new(
                             name,
                             format!("{v:?} is not an RFC 3339 date-time with an offset"),
@@ -323,9 +324,6 @@ impl IncidentFeature<'_> {
         let r = self.row;
         let (service_name, group) = self.service();
         let text = neutralise_formula;
-        fn opt(s: &Option<String>) -> Cow<'_, str> {
-            s.as_deref().map_or(Cow::Borrowed(""), neutralise_formula)
-        }
         let time = |t: &DateTime<Utc>| Cow::Owned(t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         let opt_time = |t: &Option<DateTime<Utc>>| t.as_ref().map_or(Cow::Borrowed(""), time);
         let (lon, lat) = (round7(r.lon), round7(r.lat));
@@ -337,10 +335,10 @@ impl IncidentFeature<'_> {
             text(group),
             text(&r.status),
             Cow::Borrowed(self.open311_status()),
-            opt(&r.status_notes),
+            opt(r.status_notes.as_deref()),
             text(&r.description),
-            opt(&r.address),
-            opt(&r.zipcode),
+            opt(r.address.as_deref()),
+            opt(r.zipcode.as_deref()),
             text(&r.channel),
             time(&r.requested_at),
             time(&r.updated_at),
@@ -351,9 +349,9 @@ impl IncidentFeature<'_> {
         ];
         if self.fields == Fields::Operational {
             cells.extend([
-                opt(&r.agency),
+                opt(r.agency.as_deref()),
                 opt_time(&r.due_at),
-                opt(&r.external_id),
+                opt(r.external_id.as_deref()),
                 Cow::Borrowed(if r.hidden { "true" } else { "false" }),
             ]);
         }
@@ -364,6 +362,10 @@ impl IncidentFeature<'_> {
         ]);
         cells
     }
+}
+
+fn opt(s: Option<&str>) -> Cow<'_, str> {
+    s.map_or(Cow::Borrowed(""), neutralise_formula)
 }
 
 /// A spreadsheet runs a cell that begins with `=`, `+`, `-` or `@` (or a tab or carriage
