@@ -140,15 +140,18 @@ pub async fn api(State(state): State<AppState>) -> Response {
     respond(Output::Json, "API", &doc, OPENAPI)
 }
 
-/// The description of one collection, with its extent.
-async fn describe(state: &AppState, c: Collection) -> Result<Value, AppError> {
-    let base = base(state);
-    let extent = match c {
+async fn extent(state: &AppState, c: Collection) -> Result<store::Extent, AppError> {
+    Ok(match c {
         Collection::Areas => store::areas_extent(&state.pool).await?,
         Collection::Incidents | Collection::Hotspots => {
             store::incidents_extent(&state.pool).await?
         }
-    };
+    })
+}
+
+/// The description of one collection, with its extent.
+fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
+    let base = base(state);
     let bbox = match (
         extent.min_lon,
         extent.min_lat,
@@ -179,7 +182,7 @@ async fn describe(state: &AppState, c: Collection) -> Result<Value, AppError> {
             "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
         });
     }
-    Ok(doc)
+    doc
 }
 
 /// `GET /ogc/collections`.
@@ -189,10 +192,20 @@ pub async fn collections(
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
-    let mut all = Vec::new();
-    for c in Collection::ALL {
-        all.push(describe(&state, c).await?);
-    }
+    // Incidents and hotspots share one extent: scan the reports once.
+    let incidents = extent(&state, Collection::Incidents).await?;
+    let areas = extent(&state, Collection::Areas).await?;
+    let all: Vec<Value> = Collection::ALL
+        .into_iter()
+        .map(|c| {
+            let e = if c == Collection::Areas {
+                &areas
+            } else {
+                &incidents
+            };
+            describe(&state, c, e)
+        })
+        .collect();
     let href = format!("{}/collections", base(&state));
     let doc = json!({
         "links": self_links(&href, out, JSON, "The collections"),
@@ -210,7 +223,7 @@ pub async fn collection(
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
     let c = Collection::parse(&id)?;
-    let doc = describe(&state, c).await?;
+    let doc = describe(&state, c, &extent(&state, c).await?);
     Ok(respond(out, c.title(), &doc, JSON))
 }
 
