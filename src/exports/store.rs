@@ -8,8 +8,10 @@ use uuid::Uuid;
 use super::model::{IncidentFilter, IncidentRow, TimeFilter};
 use crate::geo::BBox;
 
-/// The columns of an [`IncidentRow`], public and operational; never personal data.
-const COLUMNS: &str = "r.id, r.reference, r.service_code, r.status, r.status_notes, r.description,
+/// The columns of an [`IncidentRow`], public and operational; never personal data. Read by
+/// position: keep this order and `IncidentRow::from_row` in step.
+pub(crate) const COLUMNS: &str =
+    "r.id, r.reference, r.service_code, r.status, r.status_notes, r.description,
     r.address, r.zipcode, r.channel, ST_X(r.location) AS lon, ST_Y(r.location) AS lat,
     r.requested_at, r.updated_at, r.closed_at, r.supporters, r.duplicate_of,
     r.agency, r.due_at, r.external_id, r.hidden";
