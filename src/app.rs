@@ -101,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web_map::router())
         .merge(crate::photos::router())
         .merge(crate::tiles::router())
+        .merge(crate::exports::router())
+        .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

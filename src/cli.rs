@@ -212,7 +212,12 @@ async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let sample = settings.sample.clone();
+    let areas = settings.areas.clone();
     let state = AppState::open(db.pool.clone(), settings).await?;
+    if let Some(areas) = areas {
+        let n = crate::ogc::areas::load_file(&state.pool, &areas).await?;
+        tracing::info!(areas = n, "areas loaded");
+    }
     if let Some(sample) = sample {
         load_sample(&state, &sample).await?;
     }

@@ -97,6 +97,39 @@ pub fn round7(v: f64) -> f64 {
     (v * 1e7).round() / 1e7
 }
 
+/// Twice the signed area of a closed lon/lat ring (shoelace): positive when counter-clockwise.
+pub fn ring_signed_area2(ring: &[[f64; 2]]) -> f64 {
+    ring.windows(2)
+        .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
+        .sum()
+}
+
+/// An H3 cell's boundary as a closed GeoJSON ring: lon/lat, counter-clockwise (the RFC 7946
+/// right-hand rule for exterior rings), coordinates rounded to 7 decimals.
+pub fn h3_cell_ring(cell: h3o::CellIndex) -> Vec<[f64; 2]> {
+    let mut ring: Vec<[f64; 2]> = cell
+        .boundary()
+        .iter()
+        .map(|ll| [round7(ll.lng()), round7(ll.lat())])
+        .collect();
+    if let Some(first) = ring.first().copied() {
+        ring.push(first);
+    }
+    if ring_signed_area2(&ring) < 0.0 {
+        ring.reverse();
+    }
+    ring
+}
+
+/// The centre of an H3 cell as a position.
+pub fn h3_cell_center(cell: h3o::CellIndex) -> Position {
+    let ll = h3o::LatLng::from(cell);
+    Position {
+        lon: ll.lng(),
+        lat: ll.lat(),
+    }
+}
+
 /// A lon/lat bounding box. `min_lon > max_lon` is allowed and means it crosses the antimeridian.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BBox {
@@ -408,6 +441,19 @@ mod tests {
         let a = Position::new(179.9999, 0.0).unwrap();
         let b = Position::new(-179.9999, 0.0).unwrap();
         assert!(a.distance_m(b) < 25.0);
+    }
+
+    #[test]
+    fn h3_cell_rings_are_closed_and_counter_clockwise() {
+        let cell = Position::new(-118.2437, 34.0522)
+            .unwrap()
+            .h3_cell(h3o::Resolution::Seven);
+        let ring = h3_cell_ring(cell);
+        assert!(ring.len() >= 7, "{ring:?}");
+        assert_eq!(ring.first(), ring.last());
+        assert!(ring_signed_area2(&ring) > 0.0);
+        let c = h3_cell_center(cell);
+        assert_eq!(c.h3_cell(h3o::Resolution::Seven), cell);
     }
 
     #[test]

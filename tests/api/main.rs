@@ -2,6 +2,7 @@
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
 mod dedup;
+mod exports;
 mod helpers;
 mod open311;
 mod outage;
