@@ -288,6 +288,47 @@ mod tests {
     }
 
     #[test]
+    fn every_tile_whose_build_read_a_position_is_dropped_when_it_changes() {
+        let built = Arc::new(CachedTile::new(vec![1], day()));
+        for (lon, lat) in [
+            (-118.25, 34.05),
+            (2.35, 48.85),
+            (18.07, 59.33),
+            (-70.6, -33.4),
+        ] {
+            let p = Position::new(lon, lat).unwrap();
+            for z in [1u8, 4, 7, 9, 12, 15, 17] {
+                let feed = ChangeFeed::default();
+                let cache = TileCache::new(64 << 20, feed.subscribe());
+                let centre = tile_at(p, z);
+                let n = 1i64 << z;
+                let mut read_p = Vec::new();
+                for dx in -6i64..=6 {
+                    for dy in -6i64..=6 {
+                        let (x, y) = (i64::from(centre.x()) + dx, i64::from(centre.y()) + dy);
+                        if !(0..n).contains(&x) || !(0..n).contains(&y) {
+                            continue;
+                        }
+                        let t = TileId::new(u32::from(z), x as u32, y as u32).unwrap();
+                        cache.insert(t, "", &built, cache.epoch());
+                        if hotspots::query_area(t).contains(p) {
+                            read_p.push(t);
+                        }
+                    }
+                }
+                assert!(read_p.contains(&centre));
+                feed.send(Change::Incident {
+                    old: Some(p),
+                    new: None,
+                });
+                for t in read_p {
+                    assert!(cache.get(t, "", day()).is_none(), "{t} read {p}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_build_that_raced_a_write_is_not_stored_and_old_days_miss() {
         let feed = ChangeFeed::default();
         let cache = TileCache::new(1 << 20, feed.subscribe());
