@@ -301,12 +301,12 @@ mod tests {
                 let feed = ChangeFeed::default();
                 let cache = TileCache::new(64 << 20, feed.subscribe());
                 let centre = tile_at(p, z);
-                let n = 1i64 << z;
+                let side = 1i64 << z;
                 let mut read_p = Vec::new();
                 for dx in -6i64..=6 {
                     for dy in -6i64..=6 {
                         let (x, y) = (i64::from(centre.x()) + dx, i64::from(centre.y()) + dy);
-                        if !(0..n).contains(&x) || !(0..n).contains(&y) {
+                        if !(0..side).contains(&x) || !(0..side).contains(&y) {
                             continue;
                         }
                         let t = TileId::new(u32::from(z), x as u32, y as u32).unwrap();
