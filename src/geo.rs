@@ -317,6 +317,36 @@ impl TileCoord {
     }
 }
 
+/// Plain lon/lat boxes that together contain every point within `radius_m` of `center`: one
+/// box, two when the circle crosses the antimeridian, or a full band of longitudes near a pole.
+/// For bounding-box prefilters (a `GiST` `&&` in `PostGIS`); the exact test is the distance.
+pub fn circle_bboxes(center: Position, radius_m: f64) -> Vec<BBox> {
+    // Pad by a part in a million so rounding never drops a point on the circle.
+    let dlat = (radius_m / EARTH_RADIUS_M).to_degrees() * 1.000_001 + 1e-9;
+    let min_lat = (center.lat() - dlat).max(-90.0);
+    let max_lat = (center.lat() + dlat).min(90.0);
+    let band = |min_lon: f64, max_lon: f64| BBox {
+        min_lon,
+        min_lat,
+        max_lon,
+        max_lat,
+    };
+    let cos = min_lat.abs().max(max_lat.abs()).to_radians().cos();
+    if max_lat >= 90.0 || min_lat <= -90.0 || cos <= 1e-12 || dlat / cos >= 180.0 {
+        return vec![band(-180.0, 180.0)];
+    }
+    let dlon = dlat / cos;
+    let (lo, hi) = (center.lon() - dlon, center.lon() + dlon);
+    let mut boxes = vec![band(lo.max(-180.0), hi.min(180.0))];
+    if lo < -180.0 {
+        boxes.push(band(lo + 360.0, 180.0));
+    }
+    if hi > 180.0 {
+        boxes.push(band(-180.0, hi - 360.0));
+    }
+    boxes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +408,24 @@ mod tests {
         let a = Position::new(179.9999, 0.0).unwrap();
         let b = Position::new(-179.9999, 0.0).unwrap();
         assert!(a.distance_m(b) < 25.0);
+    }
+
+    #[test]
+    fn circle_boxes_cover_the_circle_across_the_antimeridian_and_near_poles() {
+        let c = Position::new(179.9999, 10.0).unwrap();
+        let boxes = circle_bboxes(c, 500.0);
+        assert_eq!(boxes.len(), 2);
+        let across = Position::new(-179.9995, 10.0).unwrap();
+        assert!(c.distance_m(across) < 500.0);
+        assert!(boxes.iter().any(|b| b.contains(across)));
+        let polar = circle_bboxes(Position::new(0.0, 89.9999).unwrap(), 500.0);
+        assert_eq!(
+            (polar.len(), polar[0].min_lon, polar[0].max_lon),
+            (1, -180.0, 180.0)
+        );
+        let la = circle_bboxes(Position::new(-118.25, 34.05).unwrap(), 100.0);
+        let east = Position::new(-118.2490, 34.05).unwrap(); // ~92 m
+        assert!(la.len() == 1 && la[0].contains(east));
     }
 
     #[test]
