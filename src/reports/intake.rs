@@ -5,10 +5,12 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::model::{NewReport, ParentRef, Report, ReportView, Status};
+use super::model::{Channel, NewReport, ParentRef, Report, ReportView, Status};
 use super::store::{self, Actor};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::dedup::decide;
+use crate::dedup::model::DedupParams;
 use crate::error::AppError;
 use crate::photos::model::StoredPhoto;
 use crate::spatial_index::Incident;
@@ -88,7 +90,14 @@ pub async fn submit_with_photos(
         role: caller.actor_role(),
         token: caller.token_id(),
     };
-    let report = store::insert(
+    // Imported history keeps its own statuses and links; everything else is checked for
+    // duplicates under the area lock, taken before the clock is read so that a report
+    // committed by a twin intake is always older than this one.
+    let dedup = new.channel != Channel::Import && DedupParams::of(&service).enabled();
+    if dedup {
+        decide::lock_for_intake(&mut tx, &service, new.position).await?;
+    }
+    let mut report = store::insert(
         &mut tx,
         &new,
         &service.agency,
@@ -99,6 +108,22 @@ pub async fn submit_with_photos(
     .await?;
     if !photos.is_empty() {
         crate::photos::store::insert(&mut tx, report.id, photos, actor).await?;
+    }
+    let mut parent = None;
+    if dedup {
+        if let Some(verdict) =
+            decide::find_parent(&mut tx, &state.catalogue, &service, &report).await?
+        {
+            let p = store::lock(&mut tx, verdict.id)
+                .await?
+                .ok_or(AppError::NotFound("report"))?;
+            let data = verdict.to_json(p.id);
+            parent =
+                Some(decide::link(&mut tx, &report, &p, "duplicate", data, None, actor).await?);
+            report = store::fetch(&mut tx, report.id)
+                .await?
+                .ok_or(AppError::NotFound("report"))?;
+        }
     }
     if let Some(idem) = &idempotency {
         let mut body = serde_json::to_value(view(state, &report)).map_err(AppError::internal)?;
@@ -111,6 +136,9 @@ pub async fn submit_with_photos(
     tx.commit().await?;
     state.metrics.reports_created.inc();
     index_after_commit(state, &report);
+    if let Some(parent) = &parent {
+        index_after_commit(state, parent);
+    }
     Ok(Outcome::Created(Box::new(report)))
 }
 
