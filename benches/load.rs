@@ -515,10 +515,26 @@ async fn run_loop(
 }
 
 fn http_get(client: &reqwest::Client, urls: Vec<String>) -> Op {
+    http_get_with(client, urls, None)
+}
+
+/// Tiles as a map client asks for them: gzip accepted (the body is counted, not decoded).
+fn http_get_gzip(client: &reqwest::Client, urls: Vec<String>) -> Op {
+    http_get_with(client, urls, Some(("accept-encoding", "gzip")))
+}
+
+fn http_get_with(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    header: Option<(&'static str, &'static str)>,
+) -> Op {
     let client = client.clone();
     let urls = Arc::new(urls);
     Arc::new(move |i| {
-        let req = client.get(&urls[i as usize % urls.len()]);
+        let mut req = client.get(&urls[i as usize % urls.len()]);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
         Box::pin(async move {
             match req.send().await {
                 Ok(r) => {
@@ -726,7 +742,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
             name: "tiles_cached",
             what: "GET /tiles/14/{x}/{y}.mvt over a working set of tiles (cache hits)",
             probe: tile_urls(&hot)[0].clone(),
-            citypin: http_get(&ctx.client, tile_urls(&hot)),
+            citypin: http_get_gzip(&ctx.client, tile_urls(&hot)),
             baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(hot.clone()))),
             budget: u64::MAX,
         },
@@ -734,7 +750,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
             name: "tiles_cold",
             what: "GET /tiles/14/{x}/{y}.mvt, each tile once (cache misses)",
             probe: format!("{base}/tiles/0/0/0.mvt"),
-            citypin: http_get(&ctx.client, tile_urls(&cold)),
+            citypin: http_get_gzip(&ctx.client, tile_urls(&cold)),
             baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(cold.clone()))),
             budget: cold.len() as u64,
         },
