@@ -169,30 +169,34 @@ async fn run() -> BoxResult<()> {
     std::fs::remove_file(&csv)?;
 
     let mut scales = Vec::new();
+    let mut md = String::new();
     for &n in &args.scales {
         scales.push(run_scale(&args, &admin, &admin_url, &catalogue, n).await?);
+        // Written after every size, so a long run stopped part-way keeps what it measured.
+        let results = json!({
+            "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "machine": machine(),
+            "loadavg_at_start": load_at_start.trim(),
+            "quick": args.quick,
+            "duration_s": args.duration.as_secs_f64(),
+            "connections": args.connections,
+            "seed": SEED,
+            "la_import": la,
+            "generated_import": generated_import,
+            "scales": scales,
+            "total_s": started.elapsed().as_secs_f64(),
+        });
+        std::fs::write(
+            args.out.join("results.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
+        md = markdown(&results);
+        std::fs::write(args.out.join("results.md"), &md)?;
     }
-    let results = json!({
-        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "machine": machine(),
-        "loadavg_at_start": load_at_start.trim(),
-        "quick": args.quick,
-        "duration_s": args.duration.as_secs_f64(),
-        "connections": args.connections,
-        "seed": SEED,
-        "la_import": la,
-        "generated_import": generated_import,
-        "scales": scales,
-        "total_s": started.elapsed().as_secs_f64(),
-    });
-    let json_path = args.out.join("results.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
-    let md = markdown(&results);
-    std::fs::write(args.out.join("results.md"), &md)?;
     println!("{md}");
     eprintln!(
-        "bench: wrote {} and results.md in {:.0} s",
-        json_path.display(),
+        "bench: wrote {} in {:.0} s",
+        args.out.join("results.{json,md}").display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -259,7 +263,7 @@ async fn timed_import(
     let out = Command::new(&args.bin)
         .args(["import", file])
         .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .output()?;
     let wall = t.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -279,11 +283,18 @@ async fn timed_import(
                 .ok()
         })
         .unwrap_or(wall);
+    // "read N rows: M imported, ..." (log lines may share stdout).
     let imported = stdout
-        .split(": ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse::<u64>().ok())
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("read ")?
+                .split_once(": ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or(0);
     admin
         .execute("DROP DATABASE IF EXISTS citypin_bench_import WITH (FORCE)")
@@ -504,10 +515,26 @@ async fn run_loop(
 }
 
 fn http_get(client: &reqwest::Client, urls: Vec<String>) -> Op {
+    http_get_with(client, urls, None)
+}
+
+/// Tiles as a map client asks for them: gzip accepted (the body is counted, not decoded).
+fn http_get_gzip(client: &reqwest::Client, urls: Vec<String>) -> Op {
+    http_get_with(client, urls, Some(("accept-encoding", "gzip")))
+}
+
+fn http_get_with(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    header: Option<(&'static str, &'static str)>,
+) -> Op {
     let client = client.clone();
     let urls = Arc::new(urls);
     Arc::new(move |i| {
-        let req = client.get(&urls[i as usize % urls.len()]);
+        let mut req = client.get(&urls[i as usize % urls.len()]);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
         Box::pin(async move {
             match req.send().await {
                 Ok(r) => {
@@ -715,7 +742,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
             name: "tiles_cached",
             what: "GET /tiles/14/{x}/{y}.mvt over a working set of tiles (cache hits)",
             probe: tile_urls(&hot)[0].clone(),
-            citypin: http_get(&ctx.client, tile_urls(&hot)),
+            citypin: http_get_gzip(&ctx.client, tile_urls(&hot)),
             baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(hot.clone()))),
             budget: u64::MAX,
         },
@@ -723,7 +750,7 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
             name: "tiles_cold",
             what: "GET /tiles/14/{x}/{y}.mvt, each tile once (cache misses)",
             probe: format!("{base}/tiles/0/0/0.mvt"),
-            citypin: http_get(&ctx.client, tile_urls(&cold)),
+            citypin: http_get_gzip(&ctx.client, tile_urls(&cold)),
             baseline: Some(("PostGIS ST_AsMVT of the same tiles", tile_sql(cold.clone()))),
             budget: cold.len() as u64,
         },
