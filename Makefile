@@ -25,8 +25,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
+# The benchmark suite (BENCHMARKS.md): release build, a private PostGIS, generated data at 100k,
+# 1M and 5M incidents, every HTTP scenario side by side with PostGIS; results in target/bench/.
 bench: deps
-	@echo "see BENCHMARKS.md"
+	scripts/bench.sh
+
+# The same at 100k incidents only, with shorter runs (a few minutes).
+bench-quick: deps
+	scripts/bench.sh --quick
 
 # Drops the local embedded cluster (all local data!).
 clean-db:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drives citypin with a real Open311 client (the `georeport` package, installed into
-# target/py-clients by install-deps.sh), on a fresh database of the test cluster that
+# target/py by install-deps.sh), on a fresh database of the test cluster that
 # with-test-db.sh started (DATABASE_URL), loaded with the Los Angeles sample city.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +11,4 @@ trap 'psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 |
 url=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$db")
 cargo build --quiet --bin citypin
 DATABASE_URL="$url" CITYPIN_SAMPLE=data-samples/la311.csv \
-  target/py-clients/bin/python tests/clients/open311_georeport.py target/debug/citypin
+  target/py/bin/python tests/clients/open311_georeport.py target/debug/citypin

@@ -46,6 +46,10 @@ const KNOWN: &[(&str, &str)] = &[
         "external base URL used in links (default http://LISTEN)",
     ),
     (
+        "CITYPIN_PHOTO_DIR",
+        "where photo files are kept (default DATA_DIR/photos)",
+    ),
+    (
         "CITYPIN_RECONCILE_SECS",
         "seconds between index reconciliations (default 5)",
     ),
@@ -71,6 +75,8 @@ pub struct Settings {
     pub assets_dir: PathBuf,
     pub public_url: String,
     pub reconcile_every: Duration,
+    /// Where photo files are kept; `None` means `data_dir/photos`.
+    pub photo_dir: Option<PathBuf>,
 }
 
 /// A setting that could not be used, named so the operator can fix it.
@@ -106,6 +112,7 @@ impl Default for Settings {
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
             reconcile_every: Duration::from_secs(5),
+            photo_dir: None,
         }
     }
 }
@@ -156,6 +163,9 @@ impl Settings {
                 }
                 "CITYPIN_WEB_ROOT" => s.web_root = PathBuf::from(value),
                 "CITYPIN_ASSETS_DIR" => s.assets_dir = PathBuf::from(value),
+                "CITYPIN_PHOTO_DIR" => {
+                    s.photo_dir = (!value.is_empty()).then(|| PathBuf::from(value));
+                }
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;

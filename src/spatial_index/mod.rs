@@ -2,6 +2,7 @@
 //! nearest queries, plus each incident's H3 cell. A cache of PostGIS: bulk-loaded at start-up
 //! and updated right after every commit.
 
+pub mod changes;
 pub mod http;
 
 use std::collections::HashMap;
@@ -73,6 +74,8 @@ pub struct SpatialIndex {
     loaded: AtomicBool,
     /// The highest change number applied, for reconciliation.
     last_seq: AtomicI64,
+    /// Announces each write to caches built on the index (tiles).
+    changes: changes::ChangeFeed,
 }
 
 /// A query hit with its great-circle distance from the query centre.
@@ -100,6 +103,7 @@ impl SpatialIndex {
         *self.write() = Inner { tree, by_id };
         self.last_seq.fetch_max(max_seq, Ordering::AcqRel);
         self.loaded.store(true, Ordering::Release);
+        self.changes.send(changes::Change::Reloaded);
     }
 
     /// Loads every incident from `PostGIS`.
@@ -137,10 +141,12 @@ impl SpatialIndex {
     /// Inserts or replaces one incident; an older change never overwrites a newer one.
     pub fn upsert(&self, incident: Incident) {
         let mut inner = self.write();
+        let mut old_position = None;
         if let Some(old) = inner.by_id.get(&incident.id) {
             if old.change_seq > incident.change_seq {
                 return;
             }
+            old_position = Some(old.position);
             let old_entry = Entry::new([old.position.lon(), old.position.lat()], old.id);
             inner.tree.remove(&old_entry);
         }
@@ -150,7 +156,18 @@ impl SpatialIndex {
         ));
         self.last_seq
             .fetch_max(incident.change_seq, Ordering::AcqRel);
+        let new_position = Some(incident.position);
         inner.by_id.insert(incident.id, incident);
+        // Sent under the write lock: a reader that sees the change then reads the new state.
+        self.changes.send(changes::Change::Incident {
+            old: old_position,
+            new: new_position,
+        });
+    }
+
+    /// Subscribes to every later write (see [`changes::Change`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.changes.subscribe()
     }
 
     pub fn remove(&self, id: Uuid) {
@@ -160,6 +177,10 @@ impl SpatialIndex {
                 [old.position.lon(), old.position.lat()],
                 old.id,
             ));
+            self.changes.send(changes::Change::Incident {
+                old: Some(old.position),
+                new: None,
+            });
         }
     }
 

@@ -1,7 +1,10 @@
 //! The integration-test binary: the real server on 127.0.0.1:0 against a fresh `PostGIS`
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
+mod dedup;
 mod helpers;
 mod open311;
 mod outage;
+mod photos;
 mod reports;
+mod tiles;
