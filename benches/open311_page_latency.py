@@ -4,7 +4,7 @@ holds the Los Angeles sample city: the plain 90-day list (PostGIS), a city-wide 
 
 Sequential requests over one keep-alive connection, 5 warm-up + 100 timed per query.
 Usage (DATABASE_URL naming an empty database; see BENCHMARKS.md for the full command):
-    target/py-clients/bin/python benches/open311_page_latency.py target/release/citypin PORT
+    target/py/bin/python benches/open311_page_latency.py target/release/citypin PORT
 """
 
 import os
