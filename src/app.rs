@@ -10,8 +10,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Settings;
 use crate::ops::metrics::Metrics;
+use crate::photos::Photos;
 use crate::reports::catalogue::Catalogue;
 use crate::spatial_index::SpatialIndex;
+use crate::tiles::cache::TileCache;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -21,6 +23,8 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub spatial_index: Arc<SpatialIndex>,
     pub metrics: Arc<Metrics>,
+    pub photos: Arc<Photos>,
+    pub tile_cache: Arc<TileCache>,
 }
 
 impl AppState {
@@ -41,12 +45,20 @@ impl AppState {
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
+        let photos = Arc::new(Photos::new(&settings));
+        let spatial_index = Arc::new(SpatialIndex::new());
+        let tile_cache = Arc::new(TileCache::new(
+            crate::tiles::cache::DEFAULT_MAX_BYTES,
+            spatial_index.subscribe(),
+        ));
         Ok(Self {
+            photos,
             pool,
             settings: Arc::new(settings),
             catalogue: Arc::new(catalogue),
-            spatial_index: Arc::new(SpatialIndex::new()),
+            spatial_index,
             metrics: Arc::new(Metrics::default()),
+            tile_cache,
         })
     }
 
@@ -83,8 +95,14 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(crate::ops::router())
         .merge(crate::reports::router())
+        .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
+        .merge(crate::web_map::router())
+        .merge(crate::photos::router())
+        .merge(crate::tiles::router())
+        .merge(crate::exports::router())
+        .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

@@ -5,11 +5,14 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::model::{NewReport, ParentRef, Report, ReportView, Status};
+use super::model::{Channel, NewReport, ParentRef, Report, ReportView, Status};
 use super::store::{self, Actor};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::dedup::decide;
+use crate::dedup::model::DedupParams;
 use crate::error::AppError;
+use crate::photos::model::StoredPhoto;
 use crate::spatial_index::Incident;
 
 /// An `Idempotency-Key` with the hash of the body it came with.
@@ -36,6 +39,18 @@ pub async fn submit(
     new: NewReport,
     caller: &Caller,
     idempotency: Option<Idempotency<'_>>,
+) -> Result<Outcome, AppError> {
+    submit_with_photos(state, new, caller, idempotency, &[]).await
+}
+
+/// [`submit`], with references to photos already in the photo store written in the same
+/// transaction (and listed in the response a replay returns).
+pub async fn submit_with_photos(
+    state: &AppState,
+    new: NewReport,
+    caller: &Caller,
+    idempotency: Option<Idempotency<'_>>,
+    photos: &[StoredPhoto],
 ) -> Result<Outcome, AppError> {
     let service = state
         .catalogue
@@ -75,7 +90,14 @@ pub async fn submit(
         role: caller.actor_role(),
         token: caller.token_id(),
     };
-    let report = store::insert(
+    // Imported history keeps its own statuses and links; everything else is checked for
+    // duplicates under the area lock, taken before the clock is read so that a report
+    // committed by a twin intake is always older than this one.
+    let dedup = new.channel != Channel::Import && DedupParams::of(&service).enabled();
+    if dedup {
+        decide::lock_for_intake(&mut tx, &service, new.position).await?;
+    }
+    let mut report = store::insert(
         &mut tx,
         &new,
         &service.agency,
@@ -84,13 +106,39 @@ pub async fn submit(
         Utc::now(),
     )
     .await?;
+    if !photos.is_empty() {
+        crate::photos::store::insert(&mut tx, report.id, photos, actor).await?;
+    }
+    let mut parent = None;
+    if dedup {
+        if let Some(verdict) =
+            decide::find_parent(&mut tx, &state.catalogue, &service, &report).await?
+        {
+            let p = store::lock(&mut tx, verdict.id)
+                .await?
+                .ok_or(AppError::NotFound("report"))?;
+            let data = verdict.to_json(p.id);
+            parent =
+                Some(decide::link(&mut tx, &report, &p, "duplicate", data, None, actor).await?);
+            report = store::fetch(&mut tx, report.id)
+                .await?
+                .ok_or(AppError::NotFound("report"))?;
+        }
+    }
     if let Some(idem) = &idempotency {
-        let body = serde_json::to_value(view(state, &report)).map_err(AppError::internal)?;
+        let mut body = serde_json::to_value(view(state, &report)).map_err(AppError::internal)?;
+        if !photos.is_empty() {
+            let views: Vec<_> = photos.iter().map(StoredPhoto::view).collect();
+            body["photos"] = serde_json::to_value(views).map_err(AppError::internal)?;
+        }
         store::store_idempotent_response(&mut tx, &scope, idem.key, 201, &body, report.id).await?;
     }
     tx.commit().await?;
     state.metrics.reports_created.inc();
     index_after_commit(state, &report);
+    if let Some(parent) = &parent {
+        index_after_commit(state, parent);
+    }
     Ok(Outcome::Created(Box::new(report)))
 }
 

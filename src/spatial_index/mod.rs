@@ -8,6 +8,7 @@
 //! merge both; [`SpatialIndex::fold`] rebuilds the base off the async threads and swaps it in.
 //! ARCHITECTURE.md gives the measurements behind this choice.
 
+pub mod changes;
 mod compact;
 pub mod http;
 mod sphere;
@@ -170,6 +171,8 @@ pub struct SpatialIndex {
     /// change seen: each change number is read in two rounds, so a transaction that commits up
     /// to one round after drawing its number is still caught.
     marks: Mutex<(i64, i64)>,
+    /// Announces each write to caches built on the index (tiles).
+    changes: changes::ChangeFeed,
 }
 
 impl Default for SpatialIndex {
@@ -183,6 +186,7 @@ impl Default for SpatialIndex {
             last_seq: AtomicI64::new(0),
             folding: Mutex::new(()),
             marks: Mutex::new((0, 0)),
+            changes: changes::ChangeFeed::default(),
         }
     }
 }
@@ -226,6 +230,12 @@ impl SpatialIndex {
         self.last_seq.fetch_max(max_seq, Ordering::AcqRel);
         *self.marks.lock().unwrap_or_else(PoisonError::into_inner) = (max_seq, max_seq);
         self.loaded.store(true, Ordering::Release);
+        self.changes.send(changes::Change::Reloaded);
+    }
+
+    /// Subscribes to every later write (see [`changes::Change`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.changes.subscribe()
     }
 
     /// Loads every visible incident from `PostGIS` and replaces the content with them.
@@ -306,6 +316,11 @@ impl SpatialIndex {
             return false;
         }
         let was_visible = current.is_some_and(|(_, visible)| visible);
+        let old_position = if was_visible {
+            delta.live(id).or_else(|| base.find(id)).map(|r| r.position)
+        } else {
+            None
+        };
         if let Some(Change::Live(old)) = delta.changes.get(&id).copied() {
             delta
                 .tree
@@ -317,7 +332,16 @@ impl SpatialIndex {
                 .tree
                 .insert(DeltaEntry::new(unit_vector(r.position), id));
         }
+        let new_position = match &change {
+            Change::Live(r) => Some(r.position),
+            Change::Gone(_) => None,
+        };
         delta.changes.insert(id, change);
+        // Sent under the write lock: a reader that sees the change then reads the new state.
+        self.changes.send(changes::Change::Incident {
+            old: old_position,
+            new: new_position,
+        });
         match (was_visible, now_visible) {
             (false, true) => {
                 self.len.fetch_add(1, Ordering::AcqRel);

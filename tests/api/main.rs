@@ -1,6 +1,12 @@
 //! The integration-test binary: the real server on 127.0.0.1:0 against a fresh `PostGIS`
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
+mod dedup;
+mod exports;
 mod helpers;
+mod open311;
+mod outage;
+mod photos;
 mod reports;
 mod spatial_index;
+mod tiles;

@@ -278,7 +278,8 @@ async fn a_report_posted_to_one_process_is_seen_by_another_within_a_second(pool:
     // Let B's listener connect: its first reconciliation runs right after it does.
     let (_, body) = a.post_report(&pothole(), &key()).await;
     let first = body["id"].as_str().expect("id").to_owned();
-    let near = "/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437&radius_m=100";
+    // status=all: the second pothole at the same spot is linked to the first as a duplicate.
+    let near = "/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437&radius_m=100&status=all";
     assert!(
         eventually(Duration::from_secs(5), async || feature_ids(
             &b.get_json(near).await.1
