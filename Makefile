@@ -5,6 +5,7 @@
 
 SHELL := /bin/bash
 SAMPLE ?= data-samples/la311.csv
+AREAS ?= data-samples/la-council-districts.geojson
 
 .PHONY: run test deps web lint bench bench-quick clean-db
 
@@ -16,7 +17,7 @@ web: deps
 
 run: deps web
 	cargo build --release --bin citypin
-	CITYPIN_SAMPLE=$${CITYPIN_SAMPLE-$(SAMPLE)} ./target/release/citypin serve
+	CITYPIN_SAMPLE=$${CITYPIN_SAMPLE-$(SAMPLE)} CITYPIN_AREAS=$${CITYPIN_AREAS-$(AREAS)} ./target/release/citypin serve
 
 test: deps web
 	scripts/with-test-db.sh scripts/run-tests.sh
@@ -25,8 +26,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
+# The benchmark suite (BENCHMARKS.md): release build, a private PostGIS, generated data at 100k,
+# 1M and 5M incidents, every HTTP scenario side by side with PostGIS; results in target/bench/.
 bench: deps
-	@echo "see BENCHMARKS.md"
+	scripts/bench.sh
+
+# The same at 100k incidents only, with shorter runs (a few minutes).
+bench-quick: deps
+	scripts/bench.sh --quick
 
 # Drops the local embedded cluster (all local data!).
 clean-db:

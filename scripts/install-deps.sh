@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # Debian packages: PostgreSQL + PostGIS (the embedded cluster), GDAL (tests drive ogrinfo and
-# ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser).
-packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium)
+# ogr2ogr as real GIS clients), Chromium (browser tests; never a downloaded browser), Python's
+# venv (real client libraries from PyPI for the tests; matplotlib for `make bench`'s plot).
+packages=(postgresql-15 postgresql-15-postgis-3 gdal-bin chromium curl python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,3 +21,19 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
+
+# Real third-party clients used by the tests, pinned, in one venv under target/ so nothing
+# touches the system Python: an Open311 GeoReport v2 client and a vector-tile decoder.
+cd "$(dirname "$0")/.."
+venv=target/py
+if ! "$venv/bin/python" -c 'import georeport, mapbox_vector_tile' 2>/dev/null; then
+  echo "installing the client tests' Python packages into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1 'mapbox-vector-tile>=2,<3'
+fi
+
+# The independent GeoJSON checker the export tests run (@placemarkio/check-geojson), pinned by
+# tests/tools/package-lock.json.
+if [ ! -d tests/tools/node_modules/@placemarkio/check-geojson ]; then
+  (cd tests/tools && npm ci --no-audit --no-fund --silent)
+fi

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Every test, with DATABASE_URL already set by with-test-db.sh: Rust unit and API tests.
+# Every test, with DATABASE_URL already set by with-test-db.sh: Rust unit and API tests, then
+# real clients against a running citypin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --all-targets
+scripts/open311-client-test.sh

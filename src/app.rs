@@ -10,8 +10,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Settings;
 use crate::ops::metrics::Metrics;
+use crate::photos::Photos;
 use crate::reports::catalogue::Catalogue;
 use crate::spatial_index::SpatialIndex;
+use crate::tiles::cache::TileCache;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -21,27 +23,51 @@ pub struct AppState {
     pub catalogue: Arc<Catalogue>,
     pub spatial_index: Arc<SpatialIndex>,
     pub metrics: Arc<Metrics>,
+    pub photos: Arc<Photos>,
+    pub tile_cache: Arc<TileCache>,
 }
 
 impl AppState {
-    /// Loads the catalogue into the database and the live index from it.
+    /// Loads the catalogue, the live index and starts keeping the index coherent with other
+    /// processes (see [`crate::spatial_index::sync`]).
     pub async fn start(pool: PgPool, settings: Settings) -> Result<Self, String> {
+        let state = Self::open(pool, settings).await?;
+        state.load_spatial_index().await?;
+        state.spawn_background();
+        Ok(state)
+    }
+
+    /// Stores the catalogue; the live index is empty and not loaded (`/health/ready` says so)
+    /// until [`Self::load_spatial_index`].
+    pub async fn open(pool: PgPool, settings: Settings) -> Result<Self, String> {
         let catalogue = Catalogue::load(settings.catalogue.as_deref())?;
         catalogue
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
-        let state = Self {
+        let photos = Arc::new(Photos::new(&settings));
+        let spatial_index = Arc::new(SpatialIndex::new());
+        let tile_cache = Arc::new(TileCache::new(
+            crate::tiles::cache::DEFAULT_MAX_BYTES,
+            spatial_index.subscribe(),
+        ));
+        Ok(Self {
+            photos,
             pool,
             settings: Arc::new(settings),
             catalogue: Arc::new(catalogue),
-            spatial_index: Arc::new(SpatialIndex::new()),
+            spatial_index,
             metrics: Arc::new(Metrics::default()),
-        };
+            tile_cache,
+        })
+    }
+
+    /// Bulk-loads the live index from `PostGIS`.
+    pub async fn load_spatial_index(&self) -> Result<usize, String> {
         let started = std::time::Instant::now();
-        let n = state
+        let n = self
             .spatial_index
-            .load(&state.pool, &state.catalogue)
+            .load(&self.pool, &self.catalogue)
             .await
             .map_err(|e| format!("could not load the spatial index: {e}"))?;
         tracing::info!(
@@ -49,7 +75,18 @@ impl AppState {
             duration_ms = started.elapsed().as_millis() as u64,
             "spatial index loaded"
         );
-        Ok(state)
+        Ok(n)
+    }
+
+    /// Starts the tasks that keep the live index coherent (LISTEN/NOTIFY, reconciliation,
+    /// folding); they stop when the pool is closed.
+    pub fn spawn_background(&self) {
+        crate::spatial_index::sync::spawn(
+            self.spatial_index.clone(),
+            self.pool.clone(),
+            self.catalogue.clone(),
+            self.settings.reconcile_every,
+        );
     }
 }
 
@@ -61,6 +98,11 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
+        .merge(crate::web_map::router())
+        .merge(crate::photos::router())
+        .merge(crate::tiles::router())
+        .merge(crate::exports::router())
+        .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

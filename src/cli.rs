@@ -1,6 +1,6 @@
-//! The command line: `serve` (the default), `import FILE`, `token create`, `postgres start|stop`.
+//! The command line: `serve` (the default), `import FILE`, `generate`, `token create`, `postgres start|stop`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::app::{self, AppState};
@@ -12,6 +12,9 @@ use crate::import;
 const USAGE: &str = "usage:
   citypin [serve]                                  run the service
   citypin import FILE                              load GeoReport CSV, GeoJSON or GeoJSON-Seq (idempotent)
+  citypin generate --count N [--seed S] [--from FILE] --out FILE.csv
+                                                   synthetic incidents resampled from FILE (default
+                                                   data-samples/la311.csv), for benchmarks
   citypin token create --role ROLE --name NAME     print a new API token
         roles: open311-client, agent, crew, analyst, admin
   citypin postgres start|stop|url                  manage the embedded PostGIS cluster in CITYPIN_DATA_DIR
@@ -23,8 +26,17 @@ settings (environment):
 enum Command {
     Serve,
     Import(PathBuf),
-    TokenCreate { role: Role, name: String },
+    TokenCreate {
+        role: Role,
+        name: String,
+    },
     Postgres(String),
+    Generate {
+        count: u64,
+        seed: u64,
+        from: PathBuf,
+        out: PathBuf,
+    },
 }
 
 fn parse(args: &[String]) -> Result<Command, String> {
@@ -59,10 +71,61 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     .ok_or("--name is required")?,
             })
         }
+        ["generate", rest @ ..] => parse_generate(rest),
         ["postgres", action @ ("start" | "stop" | "url")] => {
             Ok(Command::Postgres((*action).to_owned()))
         }
         other => Err(format!("unknown command {:?}", other.join(" "))),
+    }
+}
+
+fn parse_generate(rest: &[&str]) -> Result<Command, String> {
+    let (mut count, mut seed, mut from, mut out) = (None, 42, None, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("{flag} must be a whole number, not {v:?}"))
+        };
+        match *flag {
+            "--count" => count = Some(number(value)?),
+            "--seed" => seed = number(value)?,
+            "--from" => from = Some(PathBuf::from(value)),
+            "--out" => out = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(Command::Generate {
+        count: count.ok_or("--count is required")?,
+        seed,
+        from: from.unwrap_or_else(|| PathBuf::from("data-samples/la311.csv")),
+        out: out.ok_or("--out is required")?,
+    })
+}
+
+/// `citypin generate`: needs no database, so it runs before one is opened.
+fn generate(settings: &Settings, count: u64, seed: u64, from: &Path, out: &Path) -> ExitCode {
+    let result = crate::reports::catalogue::Catalogue::load(settings.catalogue.as_deref())
+        .and_then(|c| {
+            import::generate::Generator::from_file(from, &c, seed).map_err(|e| e.to_string())
+        })
+        .and_then(|g| {
+            let file = std::fs::File::create(out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            import::generate::write_csv(g, count, std::io::BufWriter::new(file))
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))
+        });
+    match result {
+        Ok(()) => {
+            println!("wrote {count} incidents (seed {seed}) to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("citypin: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -88,8 +151,15 @@ pub fn main() -> ExitCode {
         }
     };
     crate::ops::init_tracing(settings.log_json);
-    if let Command::Postgres(action) = &command {
-        return postgres(&settings, action);
+    match &command {
+        Command::Postgres(action) => return postgres(&settings, action),
+        Command::Generate {
+            count,
+            seed,
+            from,
+            out,
+        } => return generate(&settings, *count, *seed, from, out),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -131,7 +201,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             .await
             .map(|secret| println!("{secret}"))
             .map_err(|e| e.to_string()),
-        Command::Postgres(_) => Ok(()),
+        Command::Postgres(_) | Command::Generate { .. } => Ok(()),
     };
     db.close().await;
     result
@@ -142,14 +212,49 @@ async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let sample = settings.sample.clone();
-    let state = AppState::start(db.pool.clone(), settings).await?;
+    let areas = settings.areas.clone();
+    let state = AppState::open(db.pool.clone(), settings).await?;
+    if let Some(areas) = areas {
+        let n = crate::ogc::areas::load_file(&state.pool, &areas).await?;
+        tracing::info!(areas = n, "areas loaded");
+    }
     if let Some(sample) = sample {
         load_sample(&state, &sample).await?;
     }
+    // Serve at once (live, not ready) while the index loads; a load failure stops the service.
+    let loading = state.clone();
+    let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let failed = failure.clone();
+    tokio::spawn(async move {
+        match loading.load_spatial_index().await {
+            Ok(_) => loading.spawn_background(),
+            Err(e) => {
+                *failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                let _ = failed_tx.send(());
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            () = crate::ops::shutdown_signal() => {}
+            Ok(()) = failed_rx => {}
+        }
+    };
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, "citypin serving");
-    app::serve(listener, state, crate::ops::shutdown_signal())
+    app::serve(listener, state, shutdown)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    match failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Loads the sample city, shifted so its newest report is from now, if there are no reports.
@@ -171,11 +276,6 @@ async fn load_sample(state: &AppState, path: &std::path::Path) -> Result<(), Str
         shift_days = shift.num_days(),
         "sample city loaded"
     );
-    state
-        .spatial_index
-        .load(&state.pool, &state.catalogue)
-        .await
-        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -226,6 +326,15 @@ mod tests {
         ));
         assert!(parse(&args("token create --role king --name x")).is_err());
         assert!(parse(&args("token create --role crew")).is_err());
+        assert!(matches!(
+            parse(&args("generate --count 1_000 --seed 7 --out x.csv")),
+            Ok(Command::Generate {
+                count: 1000,
+                seed: 7,
+                ..
+            })
+        ));
+        assert!(parse(&args("generate --out x.csv")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
     }
 }

@@ -21,6 +21,10 @@ const KNOWN: &[(&str, &str)] = &[
         "a GeoReport CSV loaded, shifted to today, when the database has no reports",
     ),
     (
+        "CITYPIN_AREAS",
+        "a GeoJSON file of (multi)polygons served as the OGC `areas` collection, loaded at start-up",
+    ),
+    (
         "CITYPIN_CATALOGUE",
         "the service catalogue JSON file (default: the committed config/services.json)",
     ),
@@ -46,6 +50,10 @@ const KNOWN: &[(&str, &str)] = &[
         "external base URL used in links (default http://LISTEN)",
     ),
     (
+        "CITYPIN_PHOTO_DIR",
+        "where photo files are kept (default DATA_DIR/photos)",
+    ),
+    (
         "CITYPIN_RECONCILE_SECS",
         "seconds between index reconciliations (default 5)",
     ),
@@ -59,6 +67,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
     pub sample: Option<PathBuf>,
+    /// Areas (e.g. council districts) loaded at start-up, replacing the stored ones.
+    pub areas: Option<PathBuf>,
     pub catalogue: Option<PathBuf>,
     pub log_json: bool,
     pub pg_bin: Option<PathBuf>,
@@ -71,6 +81,8 @@ pub struct Settings {
     pub assets_dir: PathBuf,
     pub public_url: String,
     pub reconcile_every: Duration,
+    /// Where photo files are kept; `None` means `data_dir/photos`.
+    pub photo_dir: Option<PathBuf>,
 }
 
 /// A setting that could not be used, named so the operator can fix it.
@@ -94,6 +106,7 @@ impl Default for Settings {
             database_url: None,
             data_dir: PathBuf::from(".citypin"),
             sample: None,
+            areas: None,
             catalogue: None,
             log_json: false,
             pg_bin: None,
@@ -106,6 +119,7 @@ impl Default for Settings {
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
             reconcile_every: Duration::from_secs(5),
+            photo_dir: None,
         }
     }
 }
@@ -136,6 +150,7 @@ impl Settings {
                 "CITYPIN_LISTEN" => s.listen = parse("CITYPIN_LISTEN", &value)?,
                 "CITYPIN_DATA_DIR" => s.data_dir = PathBuf::from(value),
                 "CITYPIN_SAMPLE" => s.sample = (!value.is_empty()).then(|| PathBuf::from(value)),
+                "CITYPIN_AREAS" => s.areas = (!value.is_empty()).then(|| PathBuf::from(value)),
                 "CITYPIN_CATALOGUE" => s.catalogue = Some(PathBuf::from(value)),
                 "CITYPIN_LOG_FORMAT" => {
                     s.log_json = match value.as_str() {
@@ -156,6 +171,9 @@ impl Settings {
                 }
                 "CITYPIN_WEB_ROOT" => s.web_root = PathBuf::from(value),
                 "CITYPIN_ASSETS_DIR" => s.assets_dir = PathBuf::from(value),
+                "CITYPIN_PHOTO_DIR" => {
+                    s.photo_dir = (!value.is_empty()).then(|| PathBuf::from(value));
+                }
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;

@@ -225,6 +225,13 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<bytes
         })
 }
 
+/// Reads the whole body up to `max` bytes, whatever the route's own limit: 413 past it.
+pub async fn body_bytes_max(req: Request, max: usize) -> Result<bytes::Bytes, AppError> {
+    axum::body::to_bytes(req.into_body(), max)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))
+}
+
 /// Deserializes JSON, naming the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

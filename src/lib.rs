@@ -16,15 +16,25 @@ pub mod db;
 pub mod dedup;
 /// `AppError` → problem+json, and the project's own extractors.
 pub mod error;
+/// Streamed file exports of the incidents: GeoJSON, GeoJSON-Seq and CSV.
+pub mod exports;
 /// Positions, bounding boxes, distances and conversions to geo / geojson / h3o.
 pub mod geo;
 /// Loading GeoReport-shaped CSV, GeoJSON and GeoJSON-Seq files.
 pub mod import;
+/// OGC API – Features: incidents, areas and hotspots for GIS clients.
+pub mod ogc;
 /// Open311 GeoReport v2 in XML and JSON.
 pub mod open311;
 /// Health, metrics, tracing and graceful shutdown.
 pub mod ops;
+/// Photos on reports: upload, safe re-encoding, content-addressed storage, serving.
+pub mod photos;
 /// Report intake, the service catalogue, status changes and history.
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
 pub mod spatial_index;
+/// Vector tiles (MVT) with clusters and H3 hotspots, a write-invalidated cache, TileJSON.
+pub mod tiles;
+/// The mobile-web map: the built front-end, the map style and the offline basemap.
+pub mod web_map;

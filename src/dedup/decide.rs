@@ -17,7 +17,7 @@ use crate::reports::catalogue::{Catalogue, Service};
 use crate::reports::intake::index_after_commit;
 use crate::reports::model::{Contact, Report, Status};
 use crate::reports::store::{self as reports_store, Actor};
-use crate::spatial_index::{Incident, SpatialIndex, search_boxes};
+use crate::spatial_index::{Incident, SpatialIndex};
 
 /// H3 resolution of the lock cells: edges of about 460 m, so the ring around a report's cell
 /// covers every point within [`LOCK_REACH_M`] of it.
@@ -90,7 +90,7 @@ pub async fn find_parent(
     let rows = store::lock_and_candidates(
         conn,
         &lock_keys(position, params.radius_m, &service.group),
-        &search_boxes(position, params.radius_m),
+        &crate::geo::circle_bboxes(position, params.radius_m),
         &related_codes(catalogue, service),
         since,
         new.id,

@@ -25,7 +25,7 @@ pub struct CandidateRow {
 pub async fn lock_and_candidates(
     conn: &mut PgConnection,
     lock_keys: &[i64],
-    boxes: &[rstar::AABB<[f64; 2]>],
+    boxes: &[crate::geo::BBox],
     codes: &[String],
     since: DateTime<Utc>,
     exclude: Uuid,
@@ -49,15 +49,14 @@ pub async fn lock_and_candidates(
         if i > 0 {
             q.push(", ");
         }
-        let (lo, hi) = (b.lower(), b.upper());
         q.push("ST_MakeEnvelope(")
-            .push_bind(lo[0])
+            .push_bind(b.min_lon)
             .push(", ")
-            .push_bind(lo[1])
+            .push_bind(b.min_lat)
             .push(", ")
-            .push_bind(hi[0])
+            .push_bind(b.max_lon)
             .push(", ")
-            .push_bind(hi[1])
+            .push_bind(b.max_lat)
             .push(", 4326)");
     }
     q.push("]))");

@@ -1,6 +1,8 @@
 //! `citypin import FILE`: loads GeoReport-shaped CSV, GeoJSON or GeoJSON-Seq. Idempotent by
 //! the source's `service_request_id`; bad rows are counted, shown and skipped, never fatal.
 
+pub mod generate;
+
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;

@@ -10,7 +10,7 @@ use super::model::{Channel, HistoryEvent, NewReportBody, Status, StatusChangeBod
 use super::store;
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
-use crate::error::{AppError, Json, Path, body_bytes, parse_json};
+use crate::error::{AppError, Json, Path, body_bytes_max, parse_json};
 
 /// `GET /api/v1/services`: the catalogue as the web form needs it.
 pub async fn services(State(state): State<AppState>) -> Response {
@@ -31,13 +31,17 @@ pub async fn services(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// `POST /api/v1/reports` with a required `Idempotency-Key`.
+/// `POST /api/v1/reports` with a required `Idempotency-Key`: a JSON body, or
+/// `multipart/form-data` with photos (handled by the photos capability).
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     req: Request,
 ) -> Result<Response, AppError> {
     let key = idempotency_key(req.headers())?;
+    if crate::photos::handlers::is_multipart(req.headers()) {
+        return crate::photos::handlers::create_report(state, caller, key, req).await;
+    }
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -49,19 +53,15 @@ pub async fn create(
         });
     if !is_json {
         return Err(AppError::UnsupportedMediaType(
-            "expected Content-Type: application/json".into(),
+            "expected Content-Type: application/json or multipart/form-data".into(),
         ));
     }
-    let bytes = body_bytes(req, &state).await?;
+    // The route's body limit is raised for photos; a JSON body keeps the service-wide one.
+    let bytes = body_bytes_max(req, state.settings.body_limit_bytes).await?;
     let body: NewReportBody = parse_json(&bytes)?;
-    // Citizens report from the web by default; staff entering a report name the channel.
-    let default_channel = match caller.role() {
-        Some(Role::Agent) => Channel::Phone,
-        Some(Role::Crew) => Channel::Field,
-        Some(Role::Open311Client) => Channel::Open311,
-        _ => Channel::Web,
-    };
-    let new = body.parse(default_channel).map_err(AppError::Invalid)?;
+    let new = body
+        .parse(default_channel(&caller))
+        .map_err(AppError::Invalid)?;
     let outcome = intake::submit(
         &state,
         new,
@@ -88,6 +88,16 @@ pub async fn create(
             (status, [("idempotent-replayed", "true")], axum::Json(body)).into_response()
         }
     })
+}
+
+/// Citizens report from the web by default; staff entering a report name the channel.
+pub fn default_channel(caller: &Caller) -> Channel {
+    match caller.role() {
+        Some(Role::Agent) => Channel::Phone,
+        Some(Role::Crew) => Channel::Field,
+        Some(Role::Open311Client) => Channel::Open311,
+        _ => Channel::Web,
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, AppError> {

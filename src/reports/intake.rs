@@ -12,6 +12,7 @@ use crate::auth::Caller;
 use crate::dedup::decide;
 use crate::dedup::model::DedupParams;
 use crate::error::AppError;
+use crate::photos::model::StoredPhoto;
 use crate::spatial_index::Incident;
 
 /// An `Idempotency-Key` with the hash of the body it came with.
@@ -38,6 +39,18 @@ pub async fn submit(
     new: NewReport,
     caller: &Caller,
     idempotency: Option<Idempotency<'_>>,
+) -> Result<Outcome, AppError> {
+    submit_with_photos(state, new, caller, idempotency, &[]).await
+}
+
+/// [`submit`], with references to photos already in the photo store written in the same
+/// transaction (and listed in the response a replay returns).
+pub async fn submit_with_photos(
+    state: &AppState,
+    new: NewReport,
+    caller: &Caller,
+    idempotency: Option<Idempotency<'_>>,
+    photos: &[StoredPhoto],
 ) -> Result<Outcome, AppError> {
     let service = state
         .catalogue
@@ -89,6 +102,9 @@ pub async fn submit(
         Utc::now(),
     )
     .await?;
+    if !photos.is_empty() {
+        crate::photos::store::insert(&mut tx, report.id, photos, actor).await?;
+    }
     let mut parent = None;
     if dedup {
         if let Some(verdict) =
@@ -106,7 +122,11 @@ pub async fn submit(
         }
     }
     if let Some(idem) = &idempotency {
-        let body = serde_json::to_value(view(state, &report)).map_err(AppError::internal)?;
+        let mut body = serde_json::to_value(view(state, &report)).map_err(AppError::internal)?;
+        if !photos.is_empty() {
+            let views: Vec<_> = photos.iter().map(StoredPhoto::view).collect();
+            body["photos"] = serde_json::to_value(views).map_err(AppError::internal)?;
+        }
         store::store_idempotent_response(&mut tx, &scope, idem.key, 201, &body, report.id).await?;
     }
     tx.commit().await?;

@@ -1,11 +1,13 @@
 //! All SQL of the reports capability.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::model::{
-    CONSENT_TEXT, Contact, HistoryEvent, NewReport, Reference, Report, Status, h3_cell_i64,
+    CONSENT_TEXT, Channel, Contact, HistoryEvent, NewReport, Reference, Report, Status, h3_cell_i64,
 };
 use crate::geo::BBox;
 
@@ -36,7 +38,10 @@ pub async fn insert(
     now: DateTime<Utc>,
 ) -> Result<Report, sqlx::Error> {
     let reporter_id = match &new.contact {
-        Some(c) => Some(insert_reporter(conn, c, now).await?),
+        Some(c) => {
+            let consent = consent_text(conn, new.channel, actor).await?;
+            Some(insert_reporter(conn, c, now, &consent).await?)
+        }
         None => None,
     };
     let id = Uuid::now_v7();
@@ -97,10 +102,31 @@ pub async fn insert(
     fetch(conn, id).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
+/// What the citizen agreed to. Details an Open311 client sends were given to that client, so
+/// the record names it: the client attests the citizen gave them for this report.
+async fn consent_text(
+    conn: &mut PgConnection,
+    channel: Channel,
+    actor: Actor<'_>,
+) -> Result<String, sqlx::Error> {
+    if channel != Channel::Open311 {
+        return Ok(CONSENT_TEXT.to_owned());
+    }
+    let client: Option<String> = sqlx::query_scalar("SELECT name FROM api_tokens WHERE id = $1")
+        .bind(actor.token)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(format!(
+        "Submitted via Open311 client {:?}, which received these details from the citizen for this report. {CONSENT_TEXT}",
+        client.unwrap_or_else(|| "unknown".into())
+    ))
+}
+
 async fn insert_reporter(
     conn: &mut PgConnection,
     c: &Contact,
     now: DateTime<Utc>,
+    consent_text: &str,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     sqlx::query(
@@ -112,7 +138,7 @@ async fn insert_reporter(
     .bind(&c.email)
     .bind(&c.phone)
     .bind(now)
-    .bind(CONSENT_TEXT)
+    .bind(consent_text)
     .bind(c.notify)
     .execute(&mut *conn)
     .await?;
@@ -125,7 +151,7 @@ pub async fn add_subscriber(
     report: Uuid,
     c: &Contact,
 ) -> Result<(), sqlx::Error> {
-    let reporter = insert_reporter(conn, c, Utc::now()).await?;
+    let reporter = insert_reporter(conn, c, Utc::now(), CONSENT_TEXT).await?;
     subscribe(conn, report, reporter).await
 }
 
@@ -201,6 +227,44 @@ pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Report>, 
     .await
 }
 
+/// Public reports with these ids, in no particular order (the caller orders them).
+pub async fn fetch_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Report>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "SELECT {REPORT_COLUMNS} FROM reports r WHERE r.id = ANY($1) AND NOT r.hidden"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The histories of several reports in one query, each oldest first.
+pub async fn histories(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<HistoryEvent>>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        report_id: Uuid,
+        #[sqlx(flatten)]
+        event: HistoryEvent,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT report_id, at, kind, from_status, to_status, note, actor_role, data FROM report_events
+         WHERE report_id = ANY($1) ORDER BY report_id, at, id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<Uuid, Vec<HistoryEvent>> = HashMap::new();
+    for row in rows {
+        out.entry(row.report_id).or_default().push(row.event);
+    }
+    Ok(out)
+}
+
 /// Finds a report by its id, its reference (typed loosely) or its imported id.
 pub async fn find(pool: &PgPool, key: &str) -> Result<Option<Report>, sqlx::Error> {
     let key = key.trim();
@@ -270,6 +334,7 @@ pub async fn set_status(
 /// Filters of the Open311 `GET requests` family (all optional; combined with AND).
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
+    /// Matched against the reference and the imported (external) id.
     pub references: Vec<String>,
     pub service_codes: Vec<String>,
     pub statuses: Vec<Status>,
@@ -289,9 +354,11 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         "SELECT {REPORT_COLUMNS} FROM reports r WHERE NOT r.hidden"
     ));
     if !f.references.is_empty() {
-        q.push(" AND r.reference = ANY(")
+        q.push(" AND (r.reference = ANY(")
             .push_bind(f.references.clone())
-            .push(")");
+            .push(") OR r.external_id = ANY(")
+            .push_bind(f.references.clone())
+            .push("))");
     }
     if !f.service_codes.is_empty() {
         q.push(" AND r.service_code = ANY(")

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Plots the scaling curve of a `make bench` run: latency and memory against data size.
+
+usage: bench-plot.py target/bench/results.json target/bench/scaling.png
+"""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(src, dst):
+    with open(src) as f:
+        res = json.load(f)
+    scales = res["scales"]
+    sizes = [s["incidents"] for s in scales]
+    fig, (lat_ax, mem_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
+    names = []
+    for s in scales:
+        for sc in s["scenarios"]:
+            if sc.get("available") and sc["name"] not in names:
+                names.append(sc["name"])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(names):
+        colour = colours[i % len(colours)]
+        for who, style in (("citypin", "-"), ("baseline", ":")):
+            xs, p50, p99 = [], [], []
+            for s in scales:
+                sc = next((x for x in s["scenarios"] if x["name"] == name and x.get("available")), None)
+                if sc is None:
+                    continue
+                stats = sc["citypin"] if who == "citypin" else (sc.get("baseline") or {}).get("stats")
+                if not stats:
+                    continue
+                xs.append(s["incidents"])
+                p50.append(stats["p50_ms"])
+                p99.append(stats["p99_ms"])
+            if xs:
+                label = name if who == "citypin" else f"{name} (PostGIS)"
+                lat_ax.plot(xs, p99, style, marker="o", color=colour, label=f"{label} p99")
+                lat_ax.plot(xs, p50, style, marker=".", color=colour, alpha=0.5)
+    lat_ax.set_xscale("log")
+    lat_ax.set_yscale("log")
+    lat_ax.set_xlabel("incidents in the database")
+    lat_ax.set_ylabel("latency, ms (large dots p99, small p50)")
+    lat_ax.set_title("Latency vs data size (solid: citypin, dotted: PostGIS direct)")
+    lat_ax.grid(True, which="both", alpha=0.3)
+    lat_ax.legend(fontsize=7)
+
+    ready = [s["startup"]["rss_ready_kb"] / 1024 for s in scales]
+    peak = [s["server_peak_rss_kb"] / 1024 for s in scales]
+    mem_ax.plot(sizes, ready, marker="o", label="RSS after start-up (index loaded)")
+    mem_ax.plot(sizes, peak, marker="o", label="peak RSS over the run (VmHWM)")
+    mem_ax.set_xscale("log")
+    mem_ax.set_xlabel("incidents in the database")
+    mem_ax.set_ylabel("citypin memory, MiB")
+    mem_ax.set_title("citypin memory vs data size")
+    mem_ax.grid(True, which="both", alpha=0.3)
+    mem_ax.legend(fontsize=8)
+    fig.suptitle(f"citypin make bench, {res['date']}, {res['machine']['cpus']} CPUs, "
+                 f"{res['connections']} connections")
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+    print(f"bench: plotted {dst}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,100 @@
+//! `GET requests`: by id straight from `PostGIS`; with `lat`/`long`/`radius` or `bbox` the live
+//! spatial index picks the ids (every filter is on the incident it holds) and `PostGIS` supplies
+//! the full rows of that page only; otherwise one `PostGIS` query.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::{Area, RequestsQuery};
+use crate::app::AppState;
+use crate::reports::model::Report;
+use crate::reports::store::{self, ListFilter};
+use crate::spatial_index::Incident;
+
+/// The requests a query asks for, newest first (ties by id, descending), one page of them.
+pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
+    if !q.ids.is_empty() {
+        // The spec: service_request_id overrides every other argument.
+        let f = ListFilter {
+            references: q.lookup_keys(),
+            limit: i64::from(super::model::MAX_PAGE_SIZE),
+            ..ListFilter::default()
+        };
+        return store::list(&state.pool, &f).await;
+    }
+    match q.area {
+        Some(area) => from_spatial_index(state, q, area).await,
+        None => from_postgis(state, q).await,
+    }
+}
+
+/// The same question answered by `PostGIS` alone (also the reference the index path is
+/// tested against).
+pub async fn from_postgis(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
+    let mut f = ListFilter {
+        references: Vec::new(),
+        service_codes: q.service_codes.clone(),
+        statuses: q.statuses.clone(),
+        start: q.start,
+        end: q.end,
+        updated_after: q.updated_after,
+        bbox: None,
+        near: None,
+        limit: q.limit(),
+        offset: q.offset(),
+    };
+    match q.area {
+        Some(Area::Box(b)) => f.bbox = Some(b),
+        Some(Area::Circle { center, radius_m }) => {
+            f.near = Some((center.lon(), center.lat(), radius_m));
+        }
+        None => {}
+    }
+    store::list(&state.pool, &f).await
+}
+
+async fn from_spatial_index(
+    state: &AppState,
+    q: &RequestsQuery,
+    area: Area,
+) -> Result<Vec<Report>, sqlx::Error> {
+    let keep = |i: &Incident| passes(q, i);
+    let mut hits: Vec<(DateTime<Utc>, Uuid)> = match area {
+        Area::Circle { center, radius_m } => state
+            .spatial_index
+            .nearby(center, radius_m, usize::MAX, keep)
+            .into_iter()
+            .map(|h| (h.incident.requested_at, h.incident.id))
+            .collect(),
+        Area::Box(b) => state
+            .spatial_index
+            .in_bbox(&b, keep)
+            .into_iter()
+            .map(|i| (i.requested_at, i.id))
+            .collect(),
+    };
+    // The order PostGIS uses for the same list, so pages line up whichever path answers.
+    hits.sort_unstable_by(|a, b| b.cmp(a));
+    hits.dedup();
+    let page: Vec<Uuid> = hits
+        .into_iter()
+        .skip(usize::try_from(q.offset()).unwrap_or(usize::MAX))
+        .take(q.page_size as usize)
+        .map(|(_, id)| id)
+        .collect();
+    let position: HashMap<Uuid, usize> = page.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut rows = store::fetch_many(&state.pool, &page).await?;
+    rows.sort_by_key(|r| position.get(&r.id).copied().unwrap_or(usize::MAX));
+    Ok(rows)
+}
+
+/// Every non-spatial filter, applied to what the index knows of an incident.
+fn passes(q: &RequestsQuery, i: &Incident) -> bool {
+    (q.service_codes.is_empty() || q.service_codes.iter().any(|c| **c == *i.service_code))
+        && (q.statuses.is_empty() || q.statuses.contains(&i.status))
+        && q.start.is_none_or(|t| i.requested_at >= t)
+        && q.end.is_none_or(|t| i.requested_at <= t)
+        && q.updated_after.is_none_or(|t| i.updated_at > t)
+}

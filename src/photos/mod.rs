@@ -1,0 +1,216 @@
+//! Photos on reports, safe by construction: uploads are sniffed, size-checked from the header,
+//! decoded within limits off the async threads, re-encoded (no metadata survives) into a display
+//! size and a thumbnail, and kept in a content-addressed store referenced from `PostGIS`.
+
+pub mod fixtures;
+pub mod handlers;
+pub mod model;
+pub mod process;
+pub mod storage;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::config::Settings;
+use crate::error::AppError;
+use model::{MAX_UPLOAD_BYTES, PhotoKind, StoredPhoto};
+use process::{ProcessError, Processed};
+use storage::{ContentHash, LocalStore, PhotoStore};
+
+/// Uploads read and processed at once. Each may buffer up to three 10 MB photos, so this bounds
+/// the memory held by request bodies (8 × 30 MB) next to the decoders'.
+const UPLOADS_AT_ONCE: usize = 8;
+/// How long an upload waits for a slot before it gets 503 with `Retry-After`.
+const UPLOAD_WAIT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/reports/{id}/photos",
+            post(handlers::add)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+                .get(handlers::list),
+        )
+        .route("/api/v1/photos/{id}/{size}", get(handlers::serve))
+}
+
+/// The photo store and the bounds on concurrent work; one per process, in `AppState`.
+pub struct Photos {
+    pub storage: Arc<dyn PhotoStore>,
+    uploads: Arc<Semaphore>,
+    /// Decodes at once: one per core, since decoding is CPU-bound and a 60-megapixel decode
+    /// holds up to 256 MiB.
+    processing: Arc<Semaphore>,
+}
+
+impl Photos {
+    /// A local store under `CITYPIN_PHOTO_DIR`, or `<data dir>/photos`.
+    pub fn new(settings: &Settings) -> Self {
+        let root = settings
+            .photo_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("photos"));
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let local = LocalStore::new(root);
+        let swept = local.sweep_temporaries(Duration::from_secs(3600));
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed temporary photo files left by an earlier crash"
+            );
+        }
+        Self {
+            storage: Arc::new(local),
+            uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+            processing: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// A slot for one upload, held while its body is read and its photos processed and stored.
+    /// Waits briefly, then answers 503 so a burst fails fast instead of piling up in memory.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, AppError> {
+        tokio::time::timeout(UPLOAD_WAIT, self.uploads.clone().acquire_owned())
+            .await
+            .map_err(|_| AppError::Unavailable)?
+            .map_err(|_| AppError::Unavailable)
+    }
+
+    /// Runs the pipeline on each photo on a blocking thread, a bounded number at once.
+    pub async fn process_all(&self, uploads: Vec<Bytes>) -> Result<Vec<Processed>, AppError> {
+        let mut out = Vec::with_capacity(uploads.len());
+        for (i, bytes) in uploads.into_iter().enumerate() {
+            let permit = self
+                .processing
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| AppError::Unavailable)?;
+            // The permit moves into the closure: it is held until the decode ends, even when
+            // the request that asked for it has gone.
+            let result = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                process::process(&bytes)
+            })
+            .await
+            .map_err(AppError::internal)?;
+            out.push(result.map_err(|e| photo_error(i, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Writes both sizes of each photo; on failure removes what it wrote.
+    pub async fn store_all(
+        &self,
+        pool: &sqlx::PgPool,
+        kind: PhotoKind,
+        processed: Vec<Processed>,
+    ) -> Result<Vec<StoredPhoto>, AppError> {
+        let mut stored = Vec::with_capacity(processed.len());
+        for p in processed {
+            let put = async {
+                let display = self.storage.put(Bytes::from(p.display.bytes.clone())).await;
+                let display = display.map_err(AppError::internal)?;
+                match self.storage.put(Bytes::from(p.thumb.bytes.clone())).await {
+                    Ok(thumb) => Ok(StoredPhoto::new(kind, &p, display, thumb)),
+                    Err(e) => {
+                        self.forget(pool, &[display]).await;
+                        Err(AppError::internal(e))
+                    }
+                }
+            };
+            match put.await {
+                Ok(s) => stored.push(s),
+                Err(e) => {
+                    self.forget_photos(pool, &stored).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Removes the files of photos whose rows were not committed.
+    pub async fn forget_photos(&self, pool: &sqlx::PgPool, photos: &[StoredPhoto]) {
+        let hashes: Vec<ContentHash> = photos.iter().flat_map(|p| [p.display, p.thumb]).collect();
+        self.forget(pool, &hashes).await;
+    }
+
+    /// Removes each file no row points at. Content addressing means another report may hold the
+    /// same bytes, so a file still referenced stays.
+    async fn forget(&self, pool: &sqlx::PgPool, hashes: &[ContentHash]) {
+        for hash in hashes {
+            match store::is_referenced(pool, *hash).await {
+                Ok(false) => {
+                    if let Err(e) = self.storage.remove(*hash).await {
+                        tracing::warn!(error = %e, "could not remove an unreferenced photo file");
+                    }
+                }
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check a photo file's references"),
+            }
+        }
+    }
+}
+
+/// Maps a pipeline failure to the response naming the photo part at fault.
+fn photo_error(index: usize, e: ProcessError) -> AppError {
+    let field = format!("photo[{index}]");
+    match e {
+        ProcessError::UnsupportedFormat => {
+            AppError::UnsupportedMediaType(format!("{field} {e}; send JPEG, PNG or WebP"))
+        }
+        ProcessError::TooLarge { .. } | ProcessError::Undecodable { .. } => {
+            AppError::invalid(field, e.to_string())
+        }
+        ProcessError::Encode(_) => AppError::internal(e),
+    }
+}
+
+/// Staff add photos to an existing report: the rows, a `photo` history event and an outbox
+/// event in one transaction.
+pub async fn attach(
+    state: &AppState,
+    report: Uuid,
+    photos: &[StoredPhoto],
+    note: Option<&str>,
+    caller: &Caller,
+) -> Result<(), AppError> {
+    use crate::reports::store as reports;
+    let actor = reports::Actor {
+        role: caller.actor_role(),
+        token: caller.token_id(),
+    };
+    let mut tx = state.pool.begin().await?;
+    reports::lock(&mut tx, report)
+        .await?
+        .ok_or(AppError::NotFound("report"))?;
+    store::insert(&mut tx, report, photos, actor).await?;
+    let data = serde_json::json!({
+        "photos": photos.iter().map(|p| p.id).collect::<Vec<_>>(),
+        "kind": photos.first().map(|p| p.kind.as_str()),
+    });
+    reports::insert_event(
+        &mut tx,
+        report,
+        "photo",
+        None,
+        None,
+        note,
+        actor,
+        data.clone(),
+    )
+    .await?;
+    reports::outbox(&mut tx, report, "report.photos_added", data).await?;
+    tx.commit().await?;
+    Ok(())
+}

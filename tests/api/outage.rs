@@ -1,0 +1,73 @@
+//! A database outage answers 503 quickly, and the service recovers by itself when PostgreSQL
+//! returns. Runs its own private cluster (citypin's embedded-cluster code) so it can stop it.
+
+use std::time::{Duration, Instant};
+
+use citypin::app::{self, AppState};
+use citypin::config::Settings;
+use citypin::db::{EmbeddedPostgres, MIGRATOR, pool_options};
+
+use crate::helpers::{key, pothole};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() {
+    let dir = std::env::temp_dir().join(format!("citypin-outage-{}", uuid::Uuid::new_v4()));
+    let mut pg = EmbeddedPostgres::new(&dir, None).expect("cluster");
+    tokio::task::block_in_place(|| pg.start()).expect("start");
+    let settings = Settings {
+        db_acquire_timeout: Duration::from_millis(500),
+        ..Settings::default()
+    };
+    let pool = pool_options(&settings)
+        .connect_with(pg.connect_options())
+        .await
+        .expect("connect");
+    MIGRATOR.run(&pool).await.expect("migrate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = AppState::start(pool, settings).await.expect("state");
+    tokio::spawn(app::serve(listener, state, std::future::pending()));
+    let client = reqwest::Client::new();
+    let post = |k: String| {
+        client
+            .post(format!("http://{addr}/api/v1/reports"))
+            .header("Idempotency-Key", k)
+            .json(&pothole())
+            .send()
+    };
+    assert_eq!(post(key()).await.unwrap().status(), 201);
+
+    tokio::task::block_in_place(|| pg.stop_always()).expect("stop");
+    let started = Instant::now();
+    let res = post(key()).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let ready = client
+        .get(format!("http://{addr}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    tokio::task::block_in_place(|| pg.start()).expect("restart");
+    // The pool reconnects on its own: poll until a report is accepted, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = post(key()).await.unwrap().status();
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503, "only 503 while recovering");
+        assert!(Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::block_in_place(|| pg.stop_always()).expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
