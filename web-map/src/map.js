@@ -116,7 +116,8 @@ export async function initMap(container) {
       id: 'crew-results', type: 'circle', source: 'crew-results',
       paint: {
         'circle-radius': ['case', ['boolean', ['get', 'selected'], false], 12, 8],
-        'circle-color': '#ffffff',
+        // Filled with the status colour: the ring marks a result, the fill still says its state.
+        'circle-color': ['match', ['get', 'status'], ...Object.entries(STATUS_COLOURS).flat(), '#757575'],
         'circle-stroke-color': ['case', ['boolean', ['get', 'selected'], false], '#1d4e89', '#3d4650'],
         'circle-stroke-width': ['case', ['boolean', ['get', 'selected'], false], 5, 3],
       },

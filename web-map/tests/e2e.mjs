@@ -165,6 +165,7 @@ test('a second citizen at the same spot is offered the incident and "me too" add
   await fillReport(page, submitted.where, `e2e ${run} the same pothole`);
   const card = page.locator('#similar li', { hasText: submitted.reference });
   await card.waitFor({ timeout: 15000 });
+  await card.scrollIntoViewIfNeeded();
   await shot(page, '06b-similar-phone');
   await card.locator('button.me-too').click();
   await page.waitForSelector('#similar .msg.ok');
@@ -231,7 +232,7 @@ test('a report whose answer is lost mid-flight is resent with the same key and c
   await context.close();
 });
 
-test('crew lists nearby incidents by distance and a status change shows on the tracking page', async (t) => {
+test('crew lists nearby incidents by distance, merges a duplicate, and a status change shows on the tracking page', async (t) => {
   assert.ok(TOKEN, 'CITYPIN_CREW_TOKEN must be set: the crew view needs a crew token');
   assert.ok(submitted, 'the citizen test ran first');
   // A second report ~30 m away, of a service in another group (so intake does not link it), for

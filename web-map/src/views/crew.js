@@ -91,6 +91,7 @@ export function renderCrew(panel) {
           const r = await api.setStatus(p.id, statusSelect.value, note.value.trim() || undefined);
           p.status = r?.status || statusSelect.value;
           out.replaceChildren(message('ok', t('crew.statusUpdated', { reference: p.reference, status: statusLabel(p.status) })));
+          out.scrollIntoView({ block: 'nearest' });
           drawList();
           refreshTiles();
         } catch (err) { out.replaceChildren(message('bad', err.message)); }
@@ -104,7 +105,9 @@ export function renderCrew(panel) {
         try {
           const r = await api.merge(p.id, into.value.trim());
           p.status = r?.status || 'duplicate';
+          statusSelect.value = p.status;
           out.replaceChildren(message('ok', t('crew.merged', { reference: p.reference, into: r?.duplicate_of?.reference || into.value.trim() })));
+          out.scrollIntoView({ block: 'nearest' });
           drawList();
           refreshTiles();
         } catch (err) {
