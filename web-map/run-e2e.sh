@@ -16,4 +16,4 @@ if [ -z "${CITYPIN_CREW_TOKEN:-}" ] && [ -n "${CITYPIN_BIN:-}" ]; then
   export CITYPIN_CREW_TOKEN
 fi
 export CITYPIN_URL="${CITYPIN_URL:-http://127.0.0.1:8080}"
-exec node --test --test-concurrency=1 tests/e2e.mjs
+exec node --test --test-concurrency=1 "$@" tests/e2e.mjs

@@ -223,8 +223,16 @@ test('a report whose answer is lost mid-flight is resent with the same key and c
   await shot(page, '09-answer-lost-desktop');
   await page.reload().catch(() => {}); // a reload while offline must not lose it either
   await context.setOffline(false);
+  const seen = []; // what the page sent and got, to say why if no receipt comes
+  page.on('response', (r) => { if (r.url().includes('/api/v1/reports')) seen.push(`${r.request().method()} ${r.status()}`); });
+  page.on('requestfailed', (r) => { if (r.url().includes('/api/v1/reports')) seen.push(`${r.method()} failed: ${r.failure()?.errorText}`); });
+  page.on('console', (m) => seen.push(`console ${m.type()}: ${m.text()}`));
   await page.reload();
-  const reference = (await page.textContent('#receipt-reference', { timeout: 25000 })).trim();
+  const reference = (await page.textContent('#receipt-reference', { timeout: 25000 }).catch(async (e) => {
+    const outbox = await page.evaluate(() => localStorage.getItem('citypin.outbox')).catch(() => '?');
+    const msg = await page.textContent('#form-msg').catch(() => '?');
+    throw new Error(`${e.message}\nrequests: ${JSON.stringify(seen)}\noutbox: ${outbox}\nform message: ${msg}`);
+  })).trim();
   assert.ok(reference);
   assert.ok(keys.length >= 2 && keys.every((k) => k === keys[0]), `same Idempotency-Key on every try: ${keys}`);
   await shot(page, '10-answer-lost-delivered-desktop');
