@@ -306,6 +306,12 @@ test('analyst view filters the tiles and offers exports of the screen', async ()
   await page.click('#analyst-form button[type=submit]');
   const tiles = await page.evaluate(() => window.__citypin.map.getSource('citypin')?.tiles?.[0] || '');
   assert.match(tiles, /status=open/);
+  // The map shows what the filter asked for: once the filtered tiles are in, no closed incident.
+  await page.waitForFunction(() => window.__citypin.map.areTilesLoaded(), null, { timeout: 20000 });
+  await page.waitForTimeout(300);
+  await page.waitForFunction(() => window.__citypin.map.areTilesLoaded(), null, { timeout: 20000 });
+  const statuses = await page.evaluate(() => window.__citypin.map.querySourceFeatures('citypin', { sourceLayer: 'incidents' }).map((f) => f.properties.status));
+  assert.deepEqual(statuses.filter((s) => !['new', 'acknowledged', 'scheduled', 'in_progress'].includes(s)), [], 'only open incidents on the map');
   const href = await page.getAttribute('#export-csv', 'href');
   assert.match(href, /^\/api\/v1\/export\/incidents\.csv\?bbox=-?\d/);
   await shot(page, '14-analyst-desktop');
