@@ -2,6 +2,7 @@
 # Browser tests: starts the real citypin (debug build) on a fresh database in the test cluster
 # (DATABASE_URL from with-test-db.sh), with the LA sample city loaded, and drives the web map
 # with Debian's Chromium through playwright-core.
+# Usage: scripts/e2e.sh [command to run instead of web-map/run-e2e.sh, with CITYPIN_URL set]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db="citypin_e2e_$$"
@@ -28,4 +29,7 @@ done
 curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null || { echo "citypin did not become ready"; cat "$log"; exit 1; }
 CITYPIN_CREW_TOKEN=$(DATABASE_URL="$e2e_url" ./target/debug/citypin token create --role crew --name e2e | tail -n1)
 export CITYPIN_CREW_TOKEN
-CITYPIN_URL="http://127.0.0.1:$port" web-map/run-e2e.sh
+export CITYPIN_URL="http://127.0.0.1:$port"
+# Any arguments run instead of the browser tests, against the same server (e.g. the web map's
+# first-load measurement: scripts/e2e.sh sh -c 'cd web-map && npm run measure').
+if [ $# -gt 0 ]; then "$@"; else web-map/run-e2e.sh; fi

@@ -2,6 +2,7 @@
 //! citypin runs itself when no `DATABASE_URL` is given.
 
 pub mod embedded;
+pub mod sql;
 
 use std::str::FromStr;
 

@@ -49,15 +49,7 @@ pub async fn lock_and_candidates(
         if i > 0 {
             q.push(", ");
         }
-        q.push("ST_MakeEnvelope(")
-            .push_bind(b.min_lon)
-            .push(", ")
-            .push_bind(b.min_lat)
-            .push(", ")
-            .push_bind(b.max_lon)
-            .push(", ")
-            .push_bind(b.max_lat)
-            .push(", 4326)");
+        crate::db::sql::push_envelope(&mut q, b);
     }
     q.push("]))");
     q.build_query_as().fetch_all(conn).await

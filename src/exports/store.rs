@@ -6,7 +6,6 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::model::{IncidentFilter, IncidentRow, TimeFilter};
-use crate::geo::BBox;
 
 /// The columns of an [`IncidentRow`], public and operational; never personal data. Read by
 /// position: keep this order and `IncidentRow::from_row` in step.
@@ -23,7 +22,7 @@ pub(crate) fn push_filter(q: &mut QueryBuilder<'static, Postgres>, f: &IncidentF
         q.push(" AND NOT r.hidden");
     }
     if let Some(b) = f.bbox {
-        push_bbox(q, b);
+        crate::db::sql::push_bbox_filter(q, b, "r.location && ", "");
     }
     match f.time {
         Some(TimeFilter::Instant(t)) => {
@@ -48,26 +47,6 @@ pub(crate) fn push_filter(q: &mut QueryBuilder<'static, Postgres>, f: &IncidentF
         let names: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
         q.push(" AND r.status = ANY(").push_bind(names).push(")");
     }
-}
-
-/// `location` inside the box; a box across the antimeridian is two envelopes.
-fn push_bbox(q: &mut QueryBuilder<'static, Postgres>, b: BBox) {
-    q.push(" AND (");
-    for (i, part) in b.parts().iter().enumerate() {
-        if i > 0 {
-            q.push(" OR ");
-        }
-        q.push("r.location && ST_MakeEnvelope(")
-            .push_bind(part.min_lon)
-            .push(", ")
-            .push_bind(part.min_lat)
-            .push(", ")
-            .push_bind(part.max_lon)
-            .push(", ")
-            .push_bind(part.max_lat)
-            .push(", 4326)");
-    }
-    q.push(")");
 }
 
 /// The query of a whole export, in no particular order (so `PostgreSQL` can stream it from a

@@ -84,23 +84,9 @@ pub async fn areas_count(pool: &PgPool, bbox: Option<BBox>) -> Result<i64, sqlx:
 }
 
 fn push_area_filter(q: &mut QueryBuilder<'_, Postgres>, bbox: Option<BBox>) {
-    let Some(b) = bbox else { return };
-    q.push(" AND (");
-    for (i, part) in b.parts().iter().enumerate() {
-        if i > 0 {
-            q.push(" OR ");
-        }
-        q.push("ST_Intersects(geom, ST_MakeEnvelope(")
-            .push_bind(part.min_lon)
-            .push(", ")
-            .push_bind(part.min_lat)
-            .push(", ")
-            .push_bind(part.max_lon)
-            .push(", ")
-            .push_bind(part.max_lat)
-            .push(", 4326))");
+    if let Some(b) = bbox {
+        crate::db::sql::push_bbox_filter(q, b, "ST_Intersects(geom, ", ")");
     }
-    q.push(")");
 }
 
 pub async fn area(pool: &PgPool, id: &str) -> Result<Option<Area>, sqlx::Error> {

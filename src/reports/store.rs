@@ -379,22 +379,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         q.push(" AND r.updated_at > ").push_bind(t);
     }
     if let Some(b) = f.bbox {
-        q.push(" AND (");
-        for (i, part) in b.parts().iter().enumerate() {
-            if i > 0 {
-                q.push(" OR ");
-            }
-            q.push("r.location && ST_MakeEnvelope(")
-                .push_bind(part.min_lon)
-                .push(", ")
-                .push_bind(part.min_lat)
-                .push(", ")
-                .push_bind(part.max_lon)
-                .push(", ")
-                .push_bind(part.max_lat)
-                .push(", 4326)");
-        }
-        q.push(")");
+        crate::db::sql::push_bbox_filter(&mut q, b, "r.location && ", "");
     }
     if let Some((lon, lat, radius)) = f.near {
         q.push(" AND ST_DWithin(r.location::geography, ST_SetSRID(ST_MakePoint(")

@@ -13,15 +13,7 @@ use crate::helpers::{TestApp, key, pothole, workspace};
 
 /// Imports the LA sample (30,000 GeoReport rows) and the council districts.
 async fn la_sample(app: &TestApp) {
-    let summary = citypin::import::import_file(
-        &app.pool,
-        &app.state.catalogue,
-        &workspace().join("data-samples/la311.csv"),
-        None,
-    )
-    .await
-    .expect("import");
-    assert!(summary.inserted > 20_000, "{summary}");
+    app.import_la_sample().await;
     citypin::ogc::areas::load_file(
         &app.pool,
         &workspace().join("data-samples/la-council-districts.geojson"),

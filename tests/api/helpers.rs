@@ -87,6 +87,24 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Imports the LA sample (30,000 real GeoReport rows) and reloads the live index from it.
+    pub async fn import_la_sample(&self) {
+        let summary = citypin::import::import_file(
+            &self.pool,
+            &self.state.catalogue,
+            &workspace().join("data-samples/la311.csv"),
+            None,
+        )
+        .await
+        .expect("import");
+        assert!(summary.inserted > 20_000, "{summary}");
+        self.state
+            .spatial_index
+            .load(&self.pool, &self.state.catalogue)
+            .await
+            .expect("load");
+    }
+
     pub async fn count_reports(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM reports")
             .fetch_one(&self.pool)

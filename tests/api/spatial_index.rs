@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, key, pothole, workspace};
+use crate::helpers::{TestApp, key, pothole};
 
 /// A seeded generator, so a failure names a reproducible case.
 struct Lcg(u64);
@@ -84,23 +84,6 @@ fn assert_same(case: &str, index: &[Hit], postgis: &[(Uuid, f64)], limit: usize)
     }
 }
 
-async fn import_la_sample(app: &TestApp) {
-    let summary = citypin::import::import_file(
-        &app.pool,
-        &app.state.catalogue,
-        &workspace().join("data-samples/la311.csv"),
-        None,
-    )
-    .await
-    .expect("import");
-    assert!(summary.inserted > 20_000, "{summary}");
-    app.state
-        .spatial_index
-        .load(&app.pool, &app.state.catalogue)
-        .await
-        .expect("load");
-}
-
 async fn post_at(app: &TestApp, lon: f64, lat: f64) -> Uuid {
     let mut body = pothole();
     body["lon"] = json!(lon);
@@ -113,7 +96,7 @@ async fn post_at(app: &TestApp, lon: f64, lat: f64) -> Uuid {
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn nearby_and_k_nearest_answer_like_postgis_over_the_la_sample(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    import_la_sample(&app).await;
+    app.import_la_sample().await;
     let index = &app.state.spatial_index;
     let all = Filter::default();
     // Many LA reports share coordinates: centre some queries exactly on them to hit ties.
@@ -208,7 +191,7 @@ async fn nearby_answers_like_postgis_across_the_antimeridian_and_near_the_poles(
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn nearby_endpoint_orders_like_postgis(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    import_la_sample(&app).await;
+    app.import_la_sample().await;
     let c = Position::new(-118.2437, 34.0522).expect("position");
     let (status, body) = app
         .get_json(

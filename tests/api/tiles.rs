@@ -186,24 +186,6 @@ async fn tilejson_describes_the_layers_bounds_and_passes_the_filter_through(pool
     assert_eq!(b, &json!([-118.2437, 34.0522, -118.2437, 34.0522]));
 }
 
-/// Imports the LA sample into the test database and reloads the live index from it.
-async fn with_la_sample(app: &TestApp) {
-    let summary = citypin::import::import_file(
-        &app.pool,
-        &app.state.catalogue,
-        &workspace().join("data-samples/la311.csv"),
-        None,
-    )
-    .await
-    .expect("import");
-    assert!(summary.inserted > 20_000, "{summary}");
-    app.state
-        .spatial_index
-        .load(&app.pool, &app.state.catalogue)
-        .await
-        .expect("reload");
-}
-
 /// Ids of the incidents `PostGIS` puts in the tile: the same half-open square
 /// `[xmin, xmax) × (ymin, ymax]` in EPSG:3857 that citypin uses, duplicates left out.
 async fn postgis_ids(pool: &PgPool, t: TileId) -> BTreeSet<String> {
@@ -303,7 +285,7 @@ async fn gdal_decode(url: &str) -> Seen {
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn real_la_tiles_decoded_by_gdal_and_python_hold_what_postgis_finds(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    with_la_sample(&app).await;
+    app.import_la_sample().await;
     let dir = workspace().join("target/tile-tests");
     std::fs::create_dir_all(&dir).expect("dir");
     // Downtown, Hollywood, the Valley and Venice; each at zooms 10 to 16.

@@ -2,12 +2,22 @@
 // bytes transferred (as sent, i.e. gzip where the server compresses) excluding vector tiles,
 // and the time until the form is usable and the map has loaded, with CPU throttling x4.
 // Usage: CITYPIN_URL=http://127.0.0.1:8080 node scripts/measure-first-load.mjs [runs]
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const BASE = (process.env.CITYPIN_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
 const RUNS = Number(process.argv[2] || 3);
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+
+/** Body bytes of `url` as citypin sends them to a browser (node's http does not decompress). */
+const wireBytes = (url) => new Promise((resolve, reject) => {
+  http.get(url, { headers: { 'Accept-Encoding': 'gzip, deflate, br' } }, (res) => {
+    let n = 0;
+    res.on('data', (c) => { n += c.length; });
+    res.on('end', () => resolve(n));
+  }).on('error', reject);
+});
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', args: ARGS });
 const results = [];
@@ -25,8 +35,9 @@ for (let i = 0; i < RUNS; i++) {
     const url = req.url();
     if (!url.startsWith('http')) return;
     const { responseBodySize, responseHeadersSize } = await req.sizes();
-    // Worker scripts report no body size: count their decoded body (an upper bound).
-    const body = responseBodySize > 0 ? responseBodySize : ((await (await req.response())?.body())?.length || 0);
+    // Worker scripts report no body size: fetch them again as the browser would (same
+    // Accept-Encoding) and count the bytes on the wire, not the decoded body.
+    const body = responseBodySize > 0 ? responseBodySize : await wireBytes(url);
     const bytes = body + responseHeadersSize;
     if (/\/tiles\/\d+\/\d+\/\d+/.test(url)) { sizes.tiles += bytes; return; }
     sizes.total += bytes;

@@ -37,6 +37,15 @@ export async function request(path, { method = 'GET', body, headers = {}, auth =
   return data;
 }
 
+function supporterKey(id) {
+  const keys = JSON.parse(localStorage.getItem('citypin.supporterKeys') || '{}');
+  if (!keys[id]) {
+    keys[id] = crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    localStorage.setItem('citypin.supporterKeys', JSON.stringify(keys));
+  }
+  return keys[id];
+}
+
 const qs = (params) => {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') p.set(k, v);
@@ -50,7 +59,9 @@ export const api = {
     throw e;
   }),
   similar: (lat, lon, serviceCode) => request(`/api/v1/reports/similar?${qs({ lat, lon, service_code: serviceCode })}`),
-  support: (id, contact) => request(`/api/v1/reports/${encodeURIComponent(id)}/supporters`, { method: 'POST', body: contact ? { contact } : {} }),
+  // citypin counts a supporter once per Idempotency-Key (or per e-mail/phone): the key is kept per
+  // device and report, so tapping "me too" twice, or again after a reload, counts once.
+  support: (id, contact) => request(`/api/v1/reports/${encodeURIComponent(id)}/supporters`, { method: 'POST', body: contact ? { contact } : {}, headers: { 'Idempotency-Key': supporterKey(id) } }),
   submit: (body, idempotencyKey) => request('/api/v1/reports', { method: 'POST', body, headers: { 'Idempotency-Key': idempotencyKey } }),
   report: (ref) => request(`/api/v1/reports/${encodeURIComponent(ref)}`),
   history: (ref) => request(`/api/v1/reports/${encodeURIComponent(ref)}/history`),

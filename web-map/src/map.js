@@ -64,9 +64,16 @@ async function loadStyle(configP) {
   return style;
 }
 
+/**
+ * The colour key. Folded behind a "Key" button on a phone, where it would cover a third of the
+ * map; open on wider screens. Duplicates are left out: the tiles hide them unless asked for.
+ */
 function legend() {
-  return h('div', { class: 'legend', 'aria-hidden': 'true' },
-    Object.entries(STATUS_COLOURS).map(([s, c]) => h('span', { style: `--c:${c}` }, t(`status.${s}`))));
+  const wide = window.matchMedia?.('(min-width: 900px)').matches;
+  return h('details', { class: 'legend', ...(wide && { open: true }) },
+    h('summary', {}, t('map.legend')),
+    h('div', { class: 'legend-items' }, Object.entries(STATUS_COLOURS).filter(([s]) => s !== 'duplicate')
+      .map(([s, c]) => h('span', { style: `--c:${c}` }, t(`status.${s}`)))));
 }
 
 export async function initMap(container) {
@@ -109,7 +116,8 @@ export async function initMap(container) {
       id: 'crew-results', type: 'circle', source: 'crew-results',
       paint: {
         'circle-radius': ['case', ['boolean', ['get', 'selected'], false], 12, 8],
-        'circle-color': '#ffffff',
+        // Filled with the status colour: the ring marks a result, the fill still says its state.
+        'circle-color': ['match', ['get', 'status'], ...Object.entries(STATUS_COLOURS).flat(), '#757575'],
         'circle-stroke-color': ['case', ['boolean', ['get', 'selected'], false], '#1d4e89', '#3d4650'],
         'circle-stroke-width': ['case', ['boolean', ['get', 'selected'], false], 5, 3],
       },
@@ -140,20 +148,24 @@ export function setPin(lngLat, { fly = true } = {}) {
   if (fly) map.easeTo({ center: lngLat, zoom: Math.max(map.getZoom(), 16) });
 }
 
+const filteredTiles = () => baseTiles.map((u) => (tileQuery ? `${u}${u.includes('?') ? '&' : '?'}${tileQuery}` : u));
+
 /** Apply the analyst's filters to the tile URL (the tiles carry only what matches). */
 export function setTileFilter(params) {
   tileQuery = new URLSearchParams(Object.entries(params).filter(([, v]) => v)).toString();
   const src = map?.getSource('citypin');
-  if (src && baseTiles) src.setTiles(baseTiles.map((u) => (tileQuery ? `${u}${u.includes('?') ? '&' : '?'}${tileQuery}` : u)));
+  if (src && baseTiles) src.setTiles(filteredTiles());
 }
 
-/** Drop cached tiles so a new report shows up without a reload. */
+/**
+ * Reload the tiles so a new report or status shows up without a reload of the page. No
+ * cache-busting parameter: the tile endpoint rejects unknown parameters (400), and it needs none,
+ * since citypin answers `Cache-Control: no-cache` with an ETag and drops the tiles a write touches;
+ * setting the same URLs again makes MapLibre refetch every tile, and the browser revalidates.
+ */
 export function refreshTiles() {
   const src = map?.getSource('citypin');
-  if (src && baseTiles) {
-    const bust = `_=${Date.now()}`;
-    src.setTiles(baseTiles.map((u) => `${u}${u.includes('?') ? '&' : '?'}${[tileQuery, bust].filter(Boolean).join('&')}`));
-  }
+  if (src && baseTiles) src.setTiles(filteredTiles());
 }
 
 export function setHotspots(visible) {

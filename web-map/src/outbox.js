@@ -77,11 +77,20 @@ export function flush() {
 }
 
 let retryTimer;
+const FIRST_RETRY_MS = 2000;
+const MAX_RETRY_MS = 15000;
+/**
+ * Deliver now and keep retrying while anything is pending: 4 s, 8 s, then every 15 s. A page
+ * loaded just as the connection comes back gets no "online" event, and its first try may still
+ * fail; a short first retry keeps the citizen from waiting a full interval for the receipt.
+ */
 export function startAutoFlush() {
-  window.addEventListener('online', () => flush());
-  const tick = () => {
-    if (pending().length && navigator.onLine !== false) flush();
-    retryTimer = setTimeout(tick, 15000);
+  let delay = FIRST_RETRY_MS;
+  window.addEventListener('online', () => { delay = FIRST_RETRY_MS; flush(); });
+  const tick = async () => {
+    if (pending().length && navigator.onLine !== false) await flush().catch(() => {});
+    delay = pending().length ? Math.min(delay * 2, MAX_RETRY_MS) : FIRST_RETRY_MS;
+    retryTimer = setTimeout(tick, pending().length ? delay : MAX_RETRY_MS);
   };
   clearTimeout(retryTimer);
   tick();

@@ -67,6 +67,23 @@ async function fillReport(page, where, description) {
   await page.waitForSelector('#categories input[type=radio]');
   await page.locator('#categories input[type=radio]').first().check();
   await page.fill('#description', description);
+  return page.locator('#categories input[type=radio]').first().inputValue();
+}
+
+/**
+ * A random spot in Los Angeles where a report of the first category would not be taken for a
+ * duplicate of a sample incident (dedup links those as `duplicate`, closed and off the default
+ * map): citypin's own "similar" answer, whose suggestion threshold is below the linking one, is empty.
+ */
+async function freeSpot() {
+  const { body: services } = await api('/open311/v2/services.json');
+  const codes = services.map((s) => s.service_code);
+  for (let i = 0; i < 50; i += 1) {
+    const where = jitter();
+    const answers = await Promise.all(codes.map((c) => api(`/api/v1/reports/similar?lat=${where.lat}&lon=${where.lon}&service_code=${encodeURIComponent(c)}`)));
+    if (answers.every((a) => a.status === 200 && a.body.features.length === 0)) return where;
+  }
+  throw new Error(`no spot free of similar incidents found `);
 }
 
 /** How many reports near `where` carry `description`, according to citypin's export. */
@@ -107,7 +124,7 @@ test('citizen drops a pin, reports, gets a reference and sees it in the list and
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.waitForFunction(() => /\d/.test(document.querySelector('#pin-status').textContent));
   await shot(page, '02-pin-dropped-phone');
-  const where = jitter();
+  const where = await freeSpot();
   const description = `e2e ${run} deep pothole by the bus stop`;
   await fillReport(page, where, description);
   await shot(page, '03-form-filled-phone');
@@ -118,7 +135,8 @@ test('citizen drops a pin, reports, gets a reference and sees it in the list and
   const { status, body } = await api(`/api/v1/reports/${encodeURIComponent(reference)}`);
   assert.equal(status, 200);
   assert.equal(body.description, description);
-  submitted = { reference, id: body.id, where };
+  assert.equal(body.status, 'new', 'a report with nothing similar nearby is a new incident, not a duplicate');
+  submitted = { reference, id: body.id, where, serviceCode: body.service_code };
 
   // In the list: this device's reports on the tracking page.
   await page.click('#track-link');
@@ -134,6 +152,28 @@ test('citizen drops a pin, reports, gets a reference and sees it in the list and
     return m.querySourceFeatures('citypin', { sourceLayer: 'incidents' }).some((f) => String(f.properties.id) === String(id));
   }, body.id, { timeout: 20000 });
   await shot(page, '06-incident-on-map-phone');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a second citizen at the same spot is offered the incident and "me too" adds a supporter', async () => {
+  assert.ok(submitted, 'the citizen test ran first');
+  const before = (await api(`/api/v1/reports/${encodeURIComponent(submitted.reference)}`)).body;
+  const { context, page, problems } = await openPage(PHONE);
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('#report-form');
+  await fillReport(page, submitted.where, `e2e ${run} the same pothole`);
+  const card = page.locator('#similar li', { hasText: submitted.reference });
+  await card.waitFor({ timeout: 15000 });
+  await card.scrollIntoViewIfNeeded();
+  await shot(page, '06b-similar-phone');
+  await card.locator('button.me-too').click();
+  await page.waitForSelector('#similar .msg.ok');
+  assert.ok((await page.textContent('#similar')).includes(submitted.reference));
+  await shot(page, '06c-me-too-phone');
+  const after = (await api(`/api/v1/reports/${encodeURIComponent(submitted.reference)}`)).body;
+  assert.equal(after.supporters, before.supporters + 1, 'one more supporter');
+  assert.equal(await page.locator('#receipt').count(), 0, 'no second report was sent');
   assert.deepEqual(problems, []);
   await context.close();
 });
@@ -183,8 +223,16 @@ test('a report whose answer is lost mid-flight is resent with the same key and c
   await shot(page, '09-answer-lost-desktop');
   await page.reload().catch(() => {}); // a reload while offline must not lose it either
   await context.setOffline(false);
+  const seen = []; // what the page sent and got, to say why if no receipt comes
+  page.on('response', (r) => { if (r.url().includes('/api/v1/reports')) seen.push(`${r.request().method()} ${r.status()}`); });
+  page.on('requestfailed', (r) => { if (r.url().includes('/api/v1/reports')) seen.push(`${r.method()} failed: ${r.failure()?.errorText}`); });
+  page.on('console', (m) => seen.push(`console ${m.type()}: ${m.text()}`));
   await page.reload();
-  const reference = (await page.textContent('#receipt-reference', { timeout: 25000 })).trim();
+  const reference = (await page.textContent('#receipt-reference', { timeout: 25000 }).catch(async (e) => {
+    const outbox = await page.evaluate(() => localStorage.getItem('citypin.outbox')).catch(() => '?');
+    const msg = await page.textContent('#form-msg').catch(() => '?');
+    throw new Error(`${e.message}\nrequests: ${JSON.stringify(seen)}\noutbox: ${outbox}\nform message: ${msg}`);
+  })).trim();
   assert.ok(reference);
   assert.ok(keys.length >= 2 && keys.every((k) => k === keys[0]), `same Idempotency-Key on every try: ${keys}`);
   await shot(page, '10-answer-lost-delivered-desktop');
@@ -192,9 +240,22 @@ test('a report whose answer is lost mid-flight is resent with the same key and c
   await context.close();
 });
 
-test('crew lists nearby incidents by distance and a status change shows on the tracking page', async (t) => {
+test('crew lists nearby incidents by distance, merges a duplicate, and a status change shows on the tracking page', async (t) => {
   assert.ok(TOKEN, 'CITYPIN_CREW_TOKEN must be set: the crew view needs a crew token');
   assert.ok(submitted, 'the citizen test ran first');
+  // A second report ~30 m away, of a service in another group (so intake does not link it), for
+  // the crew to merge by hand into the citizen's report.
+  const { body: services } = await api('/open311/v2/services.json');
+  const group = services.find((s) => s.service_code === submitted.serviceCode).group;
+  const other = services.find((s) => s.group !== group);
+  const second = await api('/api/v1/reports', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `e2e-${run}-merge` },
+    body: JSON.stringify({ service_code: other.service_code, lat: submitted.where.lat + 0.0002, lon: submitted.where.lon + 0.0002, description: `e2e ${run} reported again by a neighbour` }),
+  });
+  assert.equal(second.status, 201);
+  assert.equal(second.body.status, 'new');
+  const supportersBefore = (await api(`/api/v1/reports/${submitted.id}`)).body.supporters;
   for (const [label, viewport] of [['phone', PHONE], ['desktop', DESKTOP]]) {
     const { context, page, problems } = await openPage(viewport);
     await page.goto(`${BASE}/#/crew`);
@@ -202,13 +263,24 @@ test('crew lists nearby incidents by distance and a status change shows on the t
     await page.fill('#crew-token', TOKEN);
     await page.click('#token-form button[type=submit]');
     await page.evaluate(({ lon, lat }) => window.__citypin.map.jumpTo({ center: [lon, lat], zoom: 16 }), submitted.where);
-    await page.selectOption('#crew-status', '');
+    await page.selectOption('#crew-status', 'all');
     await page.click('#crew-find');
     await page.waitForSelector(`#crew-list li[data-id="${submitted.id}"]`, { timeout: 15000 });
     const distances = await page.$$eval('#crew-list li .meta', (els) => els.map((e) => parseFloat(e.textContent)));
     assert.deepEqual(distances, [...distances].sort((a, b) => a - b), 'sorted by distance');
     await shot(page, `11-crew-list-${label}`);
     if (label === 'phone') {
+      // Merge the neighbour's report into the citizen's.
+      await page.click(`#crew-list li[data-id="${second.body.id}"] button`);
+      await page.fill('#merge-into', submitted.reference);
+      await page.click('#merge-form button[type=submit]');
+      await page.waitForSelector('#crew-detail .msg.ok');
+      assert.ok((await page.textContent('#crew-detail .msg.ok')).includes(submitted.reference));
+      await shot(page, '11b-crew-merged-phone');
+      const merged = (await api(`/api/v1/reports/${second.body.id}`)).body;
+      assert.equal(merged.status, 'duplicate');
+      assert.equal(merged.duplicate_of?.reference, submitted.reference);
+      assert.equal((await api(`/api/v1/reports/${submitted.id}`)).body.supporters, supportersBefore + 1);
       await page.click(`#crew-list li[data-id="${submitted.id}"] button`);
       await page.selectOption('#new-status', 'in_progress');
       await page.fill('#status-note', `e2e ${run}: crew on site`);
@@ -234,6 +306,12 @@ test('analyst view filters the tiles and offers exports of the screen', async ()
   await page.click('#analyst-form button[type=submit]');
   const tiles = await page.evaluate(() => window.__citypin.map.getSource('citypin')?.tiles?.[0] || '');
   assert.match(tiles, /status=open/);
+  // The map shows what the filter asked for: once the filtered tiles are in, no closed incident.
+  await page.waitForFunction(() => window.__citypin.map.areTilesLoaded(), null, { timeout: 20000 });
+  await page.waitForTimeout(300);
+  await page.waitForFunction(() => window.__citypin.map.areTilesLoaded(), null, { timeout: 20000 });
+  const statuses = await page.evaluate(() => window.__citypin.map.querySourceFeatures('citypin', { sourceLayer: 'incidents' }).map((f) => f.properties.status));
+  assert.deepEqual(statuses.filter((s) => !['new', 'acknowledged', 'scheduled', 'in_progress'].includes(s)), [], 'only open incidents on the map');
   const href = await page.getAttribute('#export-csv', 'href');
   assert.match(href, /^\/api\/v1\/export\/incidents\.csv\?bbox=-?\d/);
   await shot(page, '14-analyst-desktop');

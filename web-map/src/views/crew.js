@@ -5,7 +5,8 @@ import { api, ApiError, getToken, setToken } from '../api.js';
 import { setCrewResults, onMapClick, center, getMap, ready, refreshTiles } from '../map.js';
 
 const STATUSES = ['new', 'acknowledged', 'scheduled', 'in_progress', 'fixed', 'duplicate', 'not_actionable', 'referred', 'cancelled'];
-const OPEN = 'new,acknowledged,scheduled,in_progress';
+// `nearby` answers open statuses by default; "all" must be asked for, or closed ones stay hidden.
+const OPEN = 'open';
 
 export function renderCrew(panel) {
   const cleanups = [];
@@ -28,7 +29,7 @@ export function renderCrew(panel) {
 
   const near = h('select', { id: 'crew-near' }, h('option', { value: 'map' }, t('crew.nearMap')), h('option', { value: 'me' }, t('crew.nearMe')));
   const radius = h('select', { id: 'crew-radius' }, [250, 500, 1000, 2000, 5000].map((r) => h('option', { value: r, selected: r === 1000 }, r >= 1000 ? `${r / 1000} km` : `${r} m`)));
-  const statusSel = h('select', { id: 'crew-status' }, h('option', { value: OPEN }, t('crew.openOnly')), h('option', { value: '' }, t('crew.all')));
+  const statusSel = h('select', { id: 'crew-status' }, h('option', { value: OPEN }, t('crew.openOnly')), h('option', { value: 'all' }, t('crew.all')));
   const listMsg = h('div', { 'aria-live': 'polite' });
   const list = h('ul', { class: 'cards', id: 'crew-list' });
   const detail = h('section', { id: 'crew-detail', hidden: true });
@@ -90,6 +91,7 @@ export function renderCrew(panel) {
           const r = await api.setStatus(p.id, statusSelect.value, note.value.trim() || undefined);
           p.status = r?.status || statusSelect.value;
           out.replaceChildren(message('ok', t('crew.statusUpdated', { reference: p.reference, status: statusLabel(p.status) })));
+          out.scrollIntoView({ block: 'nearest' });
           drawList();
           refreshTiles();
         } catch (err) { out.replaceChildren(message('bad', err.message)); }
@@ -101,11 +103,17 @@ export function renderCrew(panel) {
         e.preventDefault();
         if (!into.value.trim()) return;
         try {
-          await api.merge(p.id, into.value.trim());
-          out.replaceChildren(message('ok', t('crew.merged', { reference: p.reference })));
+          const r = await api.merge(p.id, into.value.trim());
+          p.status = r?.status || 'duplicate';
+          statusSelect.value = p.status;
+          out.replaceChildren(message('ok', t('crew.merged', { reference: p.reference, into: r?.duplicate_of?.reference || into.value.trim() })));
+          out.scrollIntoView({ block: 'nearest' });
+          drawList();
           refreshTiles();
         } catch (err) {
-          out.replaceChildren(message('bad', err instanceof ApiError && [404, 405, 501].includes(err.status) ? t('crew.mergeUnavailable') : err.message));
+          // 422 names the field (`into`: not a known report, or a merge that would make a cycle).
+          const errs = err instanceof ApiError ? err.fieldErrors : [];
+          out.replaceChildren(message('bad', err.message, errs.length ? h('ul', {}, errs.map((x) => h('li', {}, `${x.field}: ${x.message}`))) : null));
         }
       } },
       h('label', { for: 'merge-into' }, t('crew.mergeInto')),

@@ -3,7 +3,7 @@ import { t, statusLabel } from '../i18n.js';
 import { h, announce, message, round } from '../dom.js';
 import { api, ApiError } from '../api.js';
 import { enqueue, deliver, onDelivered, pending } from '../outbox.js';
-import { loadServices, grouped } from '../services.js';
+import { loadServices, grouped, serviceName } from '../services.js';
 import { setPin, onMapClick, refreshTiles } from '../map.js';
 
 const DRAFT_KEY = 'citypin.draft';
@@ -129,7 +129,7 @@ export function renderReport(panel) {
             } catch (e) { btn.disabled = false; similarBox.append(message('bad', e.message)); }
           } }, t('report.meToo'));
           return h('li', {}, h('div', {}, h('div', { class: 'ref' }, p.reference),
-            h('div', { class: 'meta' }, t('report.similarItem', { service: p.service_name || p.service_code, status: statusLabel(p.status), distance: Math.round(p.distance_m), age: p.age_days ?? 0, supporters: p.supporters ?? 0 }))), btn);
+            h('div', { class: 'meta' }, t('report.similarItem', { service: p.service_name || serviceName(p.service_code), status: statusLabel(p.status), distance: Math.round(p.distance_m), age: Math.round(p.age_days ?? 0), supporters: p.supporters ?? 0 }))), btn);
         })));
     } catch (e) {
       if (e instanceof ApiError && (e.status === 404 || e.status === 405 || e.status === 501)) similarAvailable = false;

@@ -1,0 +1,33 @@
+//! Small SQL-building pieces shared by the capabilities' stores (always bound parameters).
+
+use sqlx::{Postgres, QueryBuilder};
+
+use crate::geo::BBox;
+
+/// Pushes `ST_MakeEnvelope(minLon, minLat, maxLon, maxLat, 4326)` with bound values.
+pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: &BBox) {
+    q.push("ST_MakeEnvelope(")
+        .push_bind(b.min_lon)
+        .push(", ")
+        .push_bind(b.min_lat)
+        .push(", ")
+        .push_bind(b.max_lon)
+        .push(", ")
+        .push_bind(b.max_lat)
+        .push(", 4326)");
+}
+
+/// Pushes ` AND (…)` testing `{before}<envelope>{after}` for the box, split into two envelopes
+/// when it crosses the antimeridian, e.g. `before = "r.location && "`, `after = ""`.
+pub fn push_bbox_filter(q: &mut QueryBuilder<'_, Postgres>, b: BBox, before: &str, after: &str) {
+    q.push(" AND (");
+    for (i, part) in b.parts().iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push(before);
+        push_envelope(q, part);
+        q.push(after);
+    }
+    q.push(")");
+}
