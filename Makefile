@@ -5,6 +5,7 @@
 
 SHELL := /bin/bash
 SAMPLE ?= data-samples/la311.csv
+AREAS ?= data-samples/la-council-districts.geojson
 
 .PHONY: run test deps web lint bench bench-quick clean-db
 
@@ -16,7 +17,7 @@ web: deps
 
 run: deps web
 	cargo build --release --bin citypin
-	CITYPIN_SAMPLE=$${CITYPIN_SAMPLE-$(SAMPLE)} ./target/release/citypin serve
+	CITYPIN_SAMPLE=$${CITYPIN_SAMPLE-$(SAMPLE)} CITYPIN_AREAS=$${CITYPIN_AREAS-$(AREAS)} ./target/release/citypin serve
 
 test: deps web
 	scripts/with-test-db.sh scripts/run-tests.sh

@@ -19,7 +19,15 @@ use citypin::tiles::cache::CachedTile;
 use citypin::tiles::model::TileFilter;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-const N: usize = 1_000_000;
+/// 1,000,000 under `cargo bench`; a small smoke run under `cargo test --all-targets` (which
+/// runs each benchmark once), so `make test` stays quick.
+fn n_incidents() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        20_000
+    }
+}
 
 /// xorshift64*: a seeded generator, so every run benchmarks the same city.
 struct Rng(u64);
@@ -59,11 +67,11 @@ fn la_locations() -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn incidents() -> Vec<Incident> {
+fn incidents(n_total: usize) -> Vec<Incident> {
     let base = la_locations();
     let mut rng = Rng(0x00c1_7e91_u64);
     let now = Utc::now();
-    (0..N)
+    (0..n_total)
         .map(|n| {
             let (lon, lat) = base[(rng.next() % base.len() as u64) as usize];
             // About ±150 m of jitter: a triangular distribution, denser near the sample.
@@ -198,13 +206,14 @@ fn postgis_tile(
 }
 
 fn tiles(c: &mut Criterion) {
-    let all = incidents();
+    let n_total = n_incidents();
+    let all = incidents(n_total);
     let (t14, n14, t10, n10) = pick_tiles(&all);
     let index = Arc::new(SpatialIndex::new());
     let started = std::time::Instant::now();
     index.replace_all(all.clone());
     eprintln!(
-        "index of {N} incidents bulk-loaded in {:?}; z14 tile {t14} shows {n14}, z10 tile {t10} shows {n10}",
+        "index of {n_total} incidents bulk-loaded in {:?}; z14 tile {t14} shows {n14}, z10 tile {t10} shows {n10}",
         started.elapsed()
     );
     let filter = TileFilter::default();
@@ -270,7 +279,7 @@ fn tiles(c: &mut Criterion) {
     // citypin keeps no standing cluster index to rebuild: clusters are computed per tile from
     // the live index. The closest cost is clustering every incident at once: the z0 tile.
     let world = TileId::new(0, 0, 0).expect("z0");
-    g.bench_function("citypin cold z0 (all 1M clustered)", |b| {
+    g.bench_function("citypin cold z0 (every incident clustered)", |b| {
         b.iter(|| black_box(cold(world)));
     });
     // Freshness: a write, then the next fetch of its tile (rebuilt, as the cache dropped it).

@@ -31,3 +31,9 @@ if ! "$venv/bin/python" -c 'import georeport, mapbox_vector_tile' 2>/dev/null; t
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1 'mapbox-vector-tile>=2,<3'
 fi
+
+# The independent GeoJSON checker the export tests run (@placemarkio/check-geojson), pinned by
+# tests/tools/package-lock.json.
+if [ ! -d tests/tools/node_modules/@placemarkio/check-geojson ]; then
+  (cd tests/tools && npm ci --no-audit --no-fund --silent)
+fi

@@ -7,6 +7,8 @@ cargo build --quiet --bin citypin
 # Under /tmp so the `postgres` user (the cluster runs as it when we are root) can reach it,
 # one cluster per checkout.
 export CITYPIN_DATA_DIR="${CITYPIN_TEST_PG:-/tmp/citypin-test-pg-$(printf %s "$PWD" | sha1sum | cut -c1-12)}"
+# citypin rejects unknown CITYPIN_* settings, and this one is only the script's.
+unset CITYPIN_TEST_PG
 url=$(./target/debug/citypin postgres start)
 trap './target/debug/citypin postgres stop >/dev/null 2>&1 || true' EXIT
 export DATABASE_URL="$url"

@@ -28,8 +28,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Loads the catalogue into the database and the live index from it.
+    /// Loads the catalogue, the live index and starts keeping the index coherent with other
+    /// processes (see [`crate::spatial_index::sync`]).
     pub async fn start(pool: PgPool, settings: Settings) -> Result<Self, String> {
+        let state = Self::open(pool, settings).await?;
+        state.load_spatial_index().await?;
+        state.spawn_background();
+        Ok(state)
+    }
+
+    /// Stores the catalogue; the live index is empty and not loaded (`/health/ready` says so)
+    /// until [`Self::load_spatial_index`].
+    pub async fn open(pool: PgPool, settings: Settings) -> Result<Self, String> {
         let catalogue = Catalogue::load(settings.catalogue.as_deref())?;
         catalogue
             .upsert(&pool)
@@ -41,7 +51,7 @@ impl AppState {
             crate::tiles::cache::DEFAULT_MAX_BYTES,
             spatial_index.subscribe(),
         ));
-        let state = Self {
+        Ok(Self {
             photos,
             pool,
             settings: Arc::new(settings),
@@ -49,11 +59,15 @@ impl AppState {
             spatial_index,
             metrics: Arc::new(Metrics::default()),
             tile_cache,
-        };
+        })
+    }
+
+    /// Bulk-loads the live index from `PostGIS`.
+    pub async fn load_spatial_index(&self) -> Result<usize, String> {
         let started = std::time::Instant::now();
-        let n = state
+        let n = self
             .spatial_index
-            .load(&state.pool, &state.catalogue)
+            .load(&self.pool, &self.catalogue)
             .await
             .map_err(|e| format!("could not load the spatial index: {e}"))?;
         tracing::info!(
@@ -61,7 +75,18 @@ impl AppState {
             duration_ms = started.elapsed().as_millis() as u64,
             "spatial index loaded"
         );
-        Ok(state)
+        Ok(n)
+    }
+
+    /// Starts the tasks that keep the live index coherent (LISTEN/NOTIFY, reconciliation,
+    /// folding); they stop when the pool is closed.
+    pub fn spawn_background(&self) {
+        crate::spatial_index::sync::spawn(
+            self.spatial_index.clone(),
+            self.pool.clone(),
+            self.catalogue.clone(),
+            self.settings.reconcile_every,
+        );
     }
 }
 
@@ -76,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web_map::router())
         .merge(crate::photos::router())
         .merge(crate::tiles::router())
+        .merge(crate::exports::router())
+        .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))

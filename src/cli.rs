@@ -212,14 +212,49 @@ async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let sample = settings.sample.clone();
-    let state = AppState::start(db.pool.clone(), settings).await?;
+    let areas = settings.areas.clone();
+    let state = AppState::open(db.pool.clone(), settings).await?;
+    if let Some(areas) = areas {
+        let n = crate::ogc::areas::load_file(&state.pool, &areas).await?;
+        tracing::info!(areas = n, "areas loaded");
+    }
     if let Some(sample) = sample {
         load_sample(&state, &sample).await?;
     }
+    // Serve at once (live, not ready) while the index loads; a load failure stops the service.
+    let loading = state.clone();
+    let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let failed = failure.clone();
+    tokio::spawn(async move {
+        match loading.load_spatial_index().await {
+            Ok(_) => loading.spawn_background(),
+            Err(e) => {
+                *failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                let _ = failed_tx.send(());
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            () = crate::ops::shutdown_signal() => {}
+            Ok(()) = failed_rx => {}
+        }
+    };
     tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, "citypin serving");
-    app::serve(listener, state, crate::ops::shutdown_signal())
+    app::serve(listener, state, shutdown)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    match failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Loads the sample city, shifted so its newest report is from now, if there are no reports.
@@ -241,11 +276,6 @@ async fn load_sample(state: &AppState, path: &std::path::Path) -> Result<(), Str
         shift_days = shift.num_days(),
         "sample city loaded"
     );
-    state
-        .spatial_index
-        .load(&state.pool, &state.catalogue)
-        .await
-        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

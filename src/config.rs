@@ -21,6 +21,10 @@ const KNOWN: &[(&str, &str)] = &[
         "a GeoReport CSV loaded, shifted to today, when the database has no reports",
     ),
     (
+        "CITYPIN_AREAS",
+        "a GeoJSON file of (multi)polygons served as the OGC `areas` collection, loaded at start-up",
+    ),
+    (
         "CITYPIN_CATALOGUE",
         "the service catalogue JSON file (default: the committed config/services.json)",
     ),
@@ -63,6 +67,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
     pub sample: Option<PathBuf>,
+    /// Areas (e.g. council districts) loaded at start-up, replacing the stored ones.
+    pub areas: Option<PathBuf>,
     pub catalogue: Option<PathBuf>,
     pub log_json: bool,
     pub pg_bin: Option<PathBuf>,
@@ -100,6 +106,7 @@ impl Default for Settings {
             database_url: None,
             data_dir: PathBuf::from(".citypin"),
             sample: None,
+            areas: None,
             catalogue: None,
             log_json: false,
             pg_bin: None,
@@ -143,6 +150,7 @@ impl Settings {
                 "CITYPIN_LISTEN" => s.listen = parse("CITYPIN_LISTEN", &value)?,
                 "CITYPIN_DATA_DIR" => s.data_dir = PathBuf::from(value),
                 "CITYPIN_SAMPLE" => s.sample = (!value.is_empty()).then(|| PathBuf::from(value)),
+                "CITYPIN_AREAS" => s.areas = (!value.is_empty()).then(|| PathBuf::from(value)),
                 "CITYPIN_CATALOGUE" => s.catalogue = Some(PathBuf::from(value)),
                 "CITYPIN_LOG_FORMAT" => {
                     s.log_json = match value.as_str() {

@@ -97,6 +97,39 @@ pub fn round7(v: f64) -> f64 {
     (v * 1e7).round() / 1e7
 }
 
+/// Twice the signed area of a closed lon/lat ring (shoelace): positive when counter-clockwise.
+pub fn ring_signed_area2(ring: &[[f64; 2]]) -> f64 {
+    ring.windows(2)
+        .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
+        .sum()
+}
+
+/// An H3 cell's boundary as a closed GeoJSON ring: lon/lat, counter-clockwise (the RFC 7946
+/// right-hand rule for exterior rings), coordinates rounded to 7 decimals.
+pub fn h3_cell_ring(cell: h3o::CellIndex) -> Vec<[f64; 2]> {
+    let mut ring: Vec<[f64; 2]> = cell
+        .boundary()
+        .iter()
+        .map(|ll| [round7(ll.lng()), round7(ll.lat())])
+        .collect();
+    if let Some(first) = ring.first().copied() {
+        ring.push(first);
+    }
+    if ring_signed_area2(&ring) < 0.0 {
+        ring.reverse();
+    }
+    ring
+}
+
+/// The centre of an H3 cell as a position.
+pub fn h3_cell_center(cell: h3o::CellIndex) -> Position {
+    let ll = h3o::LatLng::from(cell);
+    Position {
+        lon: ll.lng(),
+        lat: ll.lat(),
+    }
+}
+
 /// A lon/lat bounding box. `min_lon > max_lon` is allowed and means it crosses the antimeridian.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BBox {
@@ -317,6 +350,36 @@ impl TileCoord {
     }
 }
 
+/// Plain lon/lat boxes that together contain every point within `radius_m` of `center`: one
+/// box, two when the circle crosses the antimeridian, or a full band of longitudes near a pole.
+/// For bounding-box prefilters (a `GiST` `&&` in `PostGIS`); the exact test is the distance.
+pub fn circle_bboxes(center: Position, radius_m: f64) -> Vec<BBox> {
+    // Pad by a part in a million so rounding never drops a point on the circle.
+    let dlat = (radius_m / EARTH_RADIUS_M).to_degrees() * 1.000_001 + 1e-9;
+    let min_lat = (center.lat() - dlat).max(-90.0);
+    let max_lat = (center.lat() + dlat).min(90.0);
+    let band = |min_lon: f64, max_lon: f64| BBox {
+        min_lon,
+        min_lat,
+        max_lon,
+        max_lat,
+    };
+    let cos = min_lat.abs().max(max_lat.abs()).to_radians().cos();
+    if max_lat >= 90.0 || min_lat <= -90.0 || cos <= 1e-12 || dlat / cos >= 180.0 {
+        return vec![band(-180.0, 180.0)];
+    }
+    let dlon = dlat / cos;
+    let (lo, hi) = (center.lon() - dlon, center.lon() + dlon);
+    let mut boxes = vec![band(lo.max(-180.0), hi.min(180.0))];
+    if lo < -180.0 {
+        boxes.push(band(lo + 360.0, 180.0));
+    }
+    if hi > 180.0 {
+        boxes.push(band(-180.0, hi - 360.0));
+    }
+    boxes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +441,37 @@ mod tests {
         let a = Position::new(179.9999, 0.0).unwrap();
         let b = Position::new(-179.9999, 0.0).unwrap();
         assert!(a.distance_m(b) < 25.0);
+    }
+
+    #[test]
+    fn h3_cell_rings_are_closed_and_counter_clockwise() {
+        let cell = Position::new(-118.2437, 34.0522)
+            .unwrap()
+            .h3_cell(h3o::Resolution::Seven);
+        let ring = h3_cell_ring(cell);
+        assert!(ring.len() >= 7, "{ring:?}");
+        assert_eq!(ring.first(), ring.last());
+        assert!(ring_signed_area2(&ring) > 0.0);
+        let c = h3_cell_center(cell);
+        assert_eq!(c.h3_cell(h3o::Resolution::Seven), cell);
+    }
+
+    #[test]
+    fn circle_boxes_cover_the_circle_across_the_antimeridian_and_near_poles() {
+        let c = Position::new(179.9999, 10.0).unwrap();
+        let boxes = circle_bboxes(c, 500.0);
+        assert_eq!(boxes.len(), 2);
+        let across = Position::new(-179.9995, 10.0).unwrap();
+        assert!(c.distance_m(across) < 500.0);
+        assert!(boxes.iter().any(|b| b.contains(across)));
+        let polar = circle_bboxes(Position::new(0.0, 89.9999).unwrap(), 500.0);
+        assert_eq!(
+            (polar.len(), polar[0].min_lon, polar[0].max_lon),
+            (1, -180.0, 180.0)
+        );
+        let la = circle_bboxes(Position::new(-118.25, 34.05).unwrap(), 100.0);
+        let east = Position::new(-118.2490, 34.05).unwrap(); // ~92 m
+        assert!(la.len() == 1 && la[0].contains(east));
     }
 
     #[test]

@@ -16,10 +16,14 @@ pub mod db;
 pub mod dedup;
 /// `AppError` → problem+json, and the project's own extractors.
 pub mod error;
+/// Streamed file exports of the incidents: GeoJSON, GeoJSON-Seq and CSV.
+pub mod exports;
 /// Positions, bounding boxes, distances and conversions to geo / geojson / h3o.
 pub mod geo;
 /// Loading GeoReport-shaped CSV, GeoJSON and GeoJSON-Seq files.
 pub mod import;
+/// OGC API – Features: incidents, areas and hotspots for GIS clients.
+pub mod ogc;
 /// Open311 GeoReport v2 in XML and JSON.
 pub mod open311;
 /// Health, metrics, tracing and graceful shutdown.

@@ -17,7 +17,7 @@ use crate::reports::catalogue::{Catalogue, Service};
 use crate::reports::intake::index_after_commit;
 use crate::reports::model::{Contact, Report, Status};
 use crate::reports::store::{self as reports_store, Actor};
-use crate::spatial_index::{Incident, SpatialIndex, search_boxes};
+use crate::spatial_index::{Incident, SpatialIndex};
 
 /// H3 resolution of the lock cells: edges of about 460 m, so the ring around a report's cell
 /// covers every point within [`LOCK_REACH_M`] of it.
@@ -71,19 +71,10 @@ fn age_hours(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
     ((now - then).num_milliseconds() as f64 / 3_600_000.0).max(0.0)
 }
 
-/// Takes the area lock for an intake at `position` (call before reading candidates).
-pub async fn lock_for_intake(
-    conn: &mut PgConnection,
-    service: &Service,
-    position: Position,
-) -> Result<(), sqlx::Error> {
-    let params = DedupParams::of(service);
-    store::lock_area(conn, &lock_keys(position, params.radius_m, &service.group)).await
-}
-
-/// Finds the parent of a new report inside the intake transaction (after
-/// [`lock_for_intake`]), reading candidates from `PostGIS`: the live index may not yet hold a
-/// report that another process committed a moment ago.
+/// Finds the parent of a new report inside the intake transaction, after taking the area
+/// lock (held until commit), reading candidates from `PostGIS`: the live index may not yet
+/// hold a report that another process committed a moment ago. Whichever of two twin intakes
+/// takes the lock second sees the first one's committed report and links to it.
 pub async fn find_parent(
     conn: &mut PgConnection,
     catalogue: &Catalogue,
@@ -96,9 +87,10 @@ pub async fn find_parent(
     }
     let position = new.position();
     let since = new.requested_at - chrono::Duration::seconds((params.window_hours * 3600.0) as i64);
-    let rows = store::candidates(
+    let rows = store::lock_and_candidates(
         conn,
-        &search_boxes(position, params.radius_m),
+        &lock_keys(position, params.radius_m, &service.group),
+        &crate::geo::circle_bboxes(position, params.radius_m),
         &related_codes(catalogue, service),
         since,
         new.id,
@@ -194,33 +186,23 @@ pub async fn link(
     data["from_status"] = serde_json::json!(child.status().as_str());
     data["supporters_added"] = serde_json::json!(added);
     let status_note = format!("duplicate of {}", parent.reference);
-    store::mark_duplicate(conn, child.id, parent.id, &status_note).await?;
-    store::subscribe_reporter(conn, child.id, parent.id).await?;
-    store::add_supporters(conn, parent.id, added).await?;
-    reports_store::insert_event(
-        conn,
-        child.id,
-        kind,
-        Some(child.status()),
-        Some(Status::Duplicate),
-        Some(note.unwrap_or(&status_note)),
-        actor,
-        data.clone(),
-    )
-    .await?;
     let parent_note = format!("{} linked as a duplicate", child.reference);
-    reports_store::insert_event(
+    store::link(
         conn,
-        parent.id,
-        kind,
-        None,
-        None,
-        Some(note.unwrap_or(&parent_note)),
-        actor,
-        data.clone(),
+        &store::LinkWrite {
+            child: child.id,
+            parent: parent.id,
+            added,
+            kind,
+            from_status: child.status(),
+            status_note: &status_note,
+            child_note: note.unwrap_or(&status_note),
+            parent_note: note.unwrap_or(&parent_note),
+            actor,
+            data: &data,
+        },
     )
     .await?;
-    reports_store::outbox(conn, child.id, "report.duplicate", data).await?;
     reports_store::fetch(conn, parent.id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)

@@ -7,21 +7,6 @@ use uuid::Uuid;
 
 use crate::geo::Position;
 
-/// Takes the transaction-scoped advisory locks for `keys`, in ascending order so that two
-/// intakes wanting overlapping sets never wait on each other in a cycle.
-pub async fn lock_area(conn: &mut PgConnection, keys: &[i64]) -> Result<(), sqlx::Error> {
-    let mut keys = keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
-    for k in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(k)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// An open report that might be the parent of a new one, read inside the intake transaction.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CandidateRow {
@@ -33,44 +18,48 @@ pub struct CandidateRow {
     pub requested_at: DateTime<Utc>,
 }
 
-/// Open, visible reports of `codes` inside the boxes around a point, reported since `since`.
-/// The caller measures the exact distance (the same haversine as the live index).
-pub async fn candidates(
+/// Takes the area locks for `lock_keys`, then reads the open, visible reports of `codes`
+/// inside the boxes around a point, reported since `since`, in one round trip (see the
+/// `dedup_lock_and_candidates` function in migration 0004). The caller measures the exact
+/// distance (the same haversine as the live index).
+pub async fn lock_and_candidates(
     conn: &mut PgConnection,
-    boxes: &[rstar::AABB<[f64; 2]>],
+    lock_keys: &[i64],
+    boxes: &[crate::geo::BBox],
     codes: &[String],
     since: DateTime<Utc>,
     exclude: Uuid,
 ) -> Result<Vec<CandidateRow>, sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT r.id, r.service_code, r.description, ST_X(r.location) AS lon,
-             ST_Y(r.location) AS lat, r.requested_at
-         FROM reports r
-         WHERE r.status IN ('new', 'acknowledged', 'scheduled', 'in_progress') AND NOT r.hidden
-           AND r.service_code = ANY(",
-    );
-    q.push_bind(codes.to_vec())
-        .push(") AND r.requested_at >= ")
+    let mut keys = lock_keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    // Near the antimeridian the boxes split in two; their collection's bounding box is then a
+    // whole band of latitudes: slower, still correct, and rare.
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT * FROM dedup_lock_and_candidates(");
+    q.push_bind(keys)
+        .push(", ")
+        .push_bind(codes.to_vec())
+        .push(", ")
         .push_bind(since)
-        .push(" AND r.id <> ")
+        .push(", ")
         .push_bind(exclude)
-        .push(" AND (");
+        .push(", ST_Collect(ARRAY[");
     for (i, b) in boxes.iter().enumerate() {
         if i > 0 {
-            q.push(" OR ");
+            q.push(", ");
         }
-        let (lo, hi) = (b.lower(), b.upper());
-        q.push("r.location && ST_MakeEnvelope(")
-            .push_bind(lo[0])
+        q.push("ST_MakeEnvelope(")
+            .push_bind(b.min_lon)
             .push(", ")
-            .push_bind(lo[1])
+            .push_bind(b.min_lat)
             .push(", ")
-            .push_bind(hi[0])
+            .push_bind(b.max_lon)
             .push(", ")
-            .push_bind(hi[1])
+            .push_bind(b.max_lat)
             .push(", 4326)");
     }
-    q.push(") LIMIT 500");
+    q.push("]))");
     q.build_query_as().fetch_all(conn).await
 }
 
@@ -80,21 +69,63 @@ impl CandidateRow {
     }
 }
 
-/// Links `child` to `parent` as its duplicate: closed with status `duplicate`.
-pub async fn mark_duplicate(
-    conn: &mut PgConnection,
-    child: Uuid,
-    parent: Uuid,
-    note: &str,
-) -> Result<(), sqlx::Error> {
-    crate::reports::store::set_status(
-        conn,
-        child,
-        crate::reports::model::Status::Duplicate,
-        Some(note),
-        Some(parent),
+/// What one duplicate link writes.
+pub struct LinkWrite<'a> {
+    pub child: Uuid,
+    pub parent: Uuid,
+    /// Added to the parent's supporters.
+    pub added: i32,
+    /// `duplicate` (automatic) or `merge` (staff).
+    pub kind: &'a str,
+    pub from_status: crate::reports::model::Status,
+    pub status_note: &'a str,
+    pub child_note: &'a str,
+    pub parent_note: &'a str,
+    pub actor: crate::reports::store::Actor<'a>,
+    pub data: &'a serde_json::Value,
+}
+
+/// Writes a duplicate link in one statement (intake's hot path counts round trips): the
+/// child closed as `duplicate` of the parent, its reporter subscribed to the parent, the
+/// parent's supporters raised, an event on both, and an outbox event.
+pub async fn link(conn: &mut PgConnection, w: &LinkWrite<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH child AS (
+             UPDATE reports SET status = 'duplicate', status_notes = $4, updated_at = now(),
+                 closed_at = COALESCE(closed_at, now()), duplicate_of = $2
+             WHERE id = $1 RETURNING reporter_id),
+         sub AS (
+             INSERT INTO report_subscriptions (report_id, reporter_id)
+             SELECT $2, reporter_id FROM child WHERE reporter_id IS NOT NULL
+             ON CONFLICT DO NOTHING),
+         par AS (
+             UPDATE reports SET supporters = GREATEST(supporters + $3, 0), updated_at = now()
+             WHERE id = $2),
+         ev AS (
+             INSERT INTO report_events
+                 (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
+             VALUES ($5, $1, $7, $8, 'duplicate', $9, $11, $12, $13),
+                    ($6, $2, $7, NULL, NULL, $10, $11, $12, $13))
+         INSERT INTO outbox (id, report_id, kind, payload)
+         VALUES ($14, $1, 'report.duplicate', $13)",
     )
-    .await
+    .bind(w.child)
+    .bind(w.parent)
+    .bind(w.added)
+    .bind(w.status_note)
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .bind(w.kind)
+    .bind(w.from_status.as_str())
+    .bind(w.child_note)
+    .bind(w.parent_note)
+    .bind(w.actor.role)
+    .bind(w.actor.token)
+    .bind(w.data)
+    .bind(Uuid::now_v7())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Adds `n` (may be negative) to a report's supporter count, never below zero.
@@ -104,24 +135,6 @@ pub async fn add_supporters(conn: &mut PgConnection, id: Uuid, n: i32) -> Result
     )
     .bind(id)
     .bind(n)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Subscribes the reporter of `child` (if it has one) to `parent`'s updates.
-pub async fn subscribe_reporter(
-    conn: &mut PgConnection,
-    child: Uuid,
-    parent: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO report_subscriptions (report_id, reporter_id)
-         SELECT $2, reporter_id FROM reports WHERE id = $1 AND reporter_id IS NOT NULL
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(child)
-    .bind(parent)
     .execute(conn)
     .await?;
     Ok(())

@@ -406,7 +406,7 @@ pub async fn create_request(
         ));
     };
     let body = [PostedOut {
-        service_notice: Some(service_notice(&report.reference, &service)),
+        service_notice: Some(service_notice(&report, &service)),
         service_request_id: report.reference.clone(),
         account_id: parsed.account_id,
     }];

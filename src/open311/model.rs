@@ -869,14 +869,22 @@ pub struct PostedOut {
     pub account_id: Option<String>,
 }
 
-/// What a citizen is told right after reporting.
-pub fn service_notice(reference: &str, service: &Service) -> String {
-    match service.sla_hours {
-        Some(h) => format!(
-            "Quote {reference} when you ask about this request. {} aims to respond within {h} hours.",
+/// What a citizen is told right after reporting; a report linked to an earlier one of the
+/// same problem says so, since the earlier one's progress is what the citizen will see.
+pub fn service_notice(report: &Report, service: &Service) -> String {
+    let quote = format!(
+        "Quote {} when you ask about this request.",
+        report.reference
+    );
+    match (&report.duplicate_of_reference, service.sla_hours) {
+        (Some(parent), _) => format!(
+            "{quote} It was already reported as {parent}; yours is linked to it and follows its progress."
+        ),
+        (None, Some(h)) => format!(
+            "{quote} {} aims to respond within {h} hours.",
             service.agency
         ),
-        None => format!("Quote {reference} when you ask about this request."),
+        (None, None) => quote,
     }
 }
 

@@ -91,12 +91,8 @@ pub async fn submit_with_photos(
         token: caller.token_id(),
     };
     // Imported history keeps its own statuses and links; everything else is checked for
-    // duplicates under the area lock, taken before the clock is read so that a report
-    // committed by a twin intake is always older than this one.
+    // duplicates under an area lock held until commit (see `dedup::decide::find_parent`).
     let dedup = new.channel != Channel::Import && DedupParams::of(&service).enabled();
-    if dedup {
-        decide::lock_for_intake(&mut tx, &service, new.position).await?;
-    }
     let mut report = store::insert(
         &mut tx,
         &new,

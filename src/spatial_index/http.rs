@@ -95,13 +95,13 @@ async fn nearby(
     Query(params): Query<NearbyParams>,
 ) -> Result<Response, AppError> {
     let q = params.parse()?;
+    let filter = super::Filter {
+        statuses: q.statuses,
+        service_codes: q.service_codes,
+    };
     let hits = state
         .spatial_index
-        .nearby(q.center, q.radius_m, q.limit, |i| {
-            q.statuses.contains(&i.status)
-                && (q.service_codes.is_empty()
-                    || q.service_codes.iter().any(|c| **c == *i.service_code))
-        });
+        .nearby_matching(q.center, q.radius_m, q.limit, &filter);
     Ok(feature_collection(&state, &hits).into_response())
 }
 

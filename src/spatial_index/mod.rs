@@ -1,26 +1,41 @@
-//! The live in-memory index of incidents: an R-tree (rstar) over lon/lat for radius, box and
-//! nearest queries, plus each incident's H3 cell. A cache of PostGIS: bulk-loaded at start-up
-//! and updated right after every commit.
+//! The live in-memory index of incidents: an R-tree (rstar) over unit vectors for radius,
+//! k-nearest and box queries, and each incident's H3 cell with roll-ups for hotspots. A cache
+//! of `PostGIS`: bulk-loaded at start-up, updated after every commit, and kept coherent with
+//! other processes by [`sync`] (LISTEN/NOTIFY plus reconciliation by change sequence).
+//!
+//! Concurrency: an immutable, bulk-loaded *base* behind an `ArcSwap` plus a small *delta* of
+//! changes since it was built, behind a `RwLock` held only for one small-tree insert. Readers
+//! merge both; [`SpatialIndex::fold`] rebuilds the base off the async threads and swaps it in.
+//! ARCHITECTURE.md gives the measurements behind this choice.
 
 pub mod changes;
+mod compact;
 pub mod http;
+mod sphere;
+pub mod store;
+pub mod sync;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
+use h3o::{CellIndex, Resolution};
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::geo::{BBox, EARTH_RADIUS_M, Position};
+pub use compact::Filter;
+use compact::{Compiled, Names, Record};
+use sphere::{Point3, unit_vector};
+
+use crate::geo::{BBox, Position};
 use crate::reports::catalogue::Catalogue;
 use crate::reports::model::{Report, Status};
 
-/// What the index knows of one incident: public fields only.
+/// What the index knows of one incident: public fields only. The query result type; the index
+/// itself stores a compact record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Incident {
     pub id: Uuid,
@@ -39,15 +54,12 @@ pub struct Incident {
 
 impl Incident {
     pub fn from_report(r: &Report, catalogue: &Catalogue) -> Self {
-        let group: Arc<str> = catalogue
-            .get(&r.service_code)
-            .map_or_else(|| Arc::from("Other"), |s| Arc::from(s.group.as_str()));
         Self {
             id: r.id,
             reference: Arc::from(r.reference.as_str()),
             position: r.position(),
             service_code: Arc::from(r.service_code.as_str()),
-            group,
+            group: Arc::from(group_of(catalogue, &r.service_code)),
             status: r.status(),
             requested_at: r.requested_at,
             updated_at: r.updated_at,
@@ -59,23 +71,9 @@ impl Incident {
     }
 }
 
-type Entry = GeomWithData<[f64; 2], Uuid>;
-
-#[derive(Default)]
-struct Inner {
-    tree: RTree<Entry>,
-    by_id: HashMap<Uuid, Incident>,
-}
-
-/// The index. Cheap to share (`Arc`); readers take a read lock for the length of one query.
-#[derive(Default)]
-pub struct SpatialIndex {
-    inner: RwLock<Inner>,
-    loaded: AtomicBool,
-    /// The highest change number applied, for reconciliation.
-    last_seq: AtomicI64,
-    /// Announces each write to caches built on the index (tiles).
-    changes: changes::ChangeFeed,
+/// The group a service belongs to, `Other` for codes the catalogue no longer has.
+pub(crate) fn group_of<'a>(catalogue: &'a Catalogue, code: &str) -> &'a str {
+    catalogue.get(code).map_or("Other", |s| s.group.as_str())
 }
 
 /// A query hit with its great-circle distance from the query centre.
@@ -85,40 +83,178 @@ pub struct Hit {
     pub distance_m: f64,
 }
 
+/// Base tree entries point into the base's record vector.
+type BaseEntry = GeomWithData<Point3, u32>;
+/// Delta tree entries carry the id; the delta is small, so the map lookup is cheap.
+type DeltaEntry = GeomWithData<Point3, Uuid>;
+
+/// The delta grows to at most this many changes, or 1/64 of the base, before it is folded.
+const FOLD_AT_LEAST: usize = 4096;
+
+/// An immutable snapshot: records sorted by id (binary search serves `get`, so no hash map),
+/// a bulk-loaded tree over them, and tombstones of hidden incidents.
+#[derive(Default)]
+struct Base {
+    records: Vec<Record>,
+    tree: RTree<BaseEntry>,
+    /// Hidden incidents and the change that hid them, so a stale copy cannot come back.
+    gone: HashMap<Uuid, i64>,
+}
+
+impl Base {
+    fn build(mut records: Vec<Record>, gone: HashMap<Uuid, i64>) -> Self {
+        records.sort_unstable_by_key(|r| r.id);
+        let entries = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| BaseEntry::new(unit_vector(r.position), i as u32))
+            .collect();
+        Self {
+            tree: RTree::bulk_load(entries),
+            records,
+            gone,
+        }
+    }
+
+    fn find(&self, id: Uuid) -> Option<&Record> {
+        self.records
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|i| &self.records[i])
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Live(Record),
+    /// Hidden (or removed) at this change number.
+    Gone(i64),
+}
+
+impl Change {
+    fn seq(&self) -> i64 {
+        match self {
+            Self::Live(r) => r.change_seq,
+            Self::Gone(s) => *s,
+        }
+    }
+}
+
+/// Changes since the base was built. Every id here masks the base's copy.
+#[derive(Default)]
+struct Delta {
+    changes: HashMap<Uuid, Change>,
+    tree: RTree<DeltaEntry>,
+}
+
+impl Delta {
+    fn live(&self, id: Uuid) -> Option<&Record> {
+        match self.changes.get(&id) {
+            Some(Change::Live(r)) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The index. Cheap to share (`Arc`).
+pub struct SpatialIndex {
+    base: arc_swap::ArcSwap<Base>,
+    delta: RwLock<Delta>,
+    names: Names,
+    loaded: AtomicBool,
+    len: AtomicUsize,
+    /// The highest change number applied.
+    last_seq: AtomicI64,
+    /// One fold at a time.
+    folding: Mutex<()>,
+    /// Reconciliation reads changes after `.0`, then moves `.0` to `.1` and `.1` to the newest
+    /// change seen: each change number is read in two rounds, so a transaction that commits up
+    /// to one round after drawing its number is still caught.
+    marks: Mutex<(i64, i64)>,
+    /// Announces each write to caches built on the index (tiles).
+    changes: changes::ChangeFeed,
+}
+
+impl Default for SpatialIndex {
+    fn default() -> Self {
+        Self {
+            base: arc_swap::ArcSwap::from_pointee(Base::default()),
+            delta: RwLock::default(),
+            names: Names::default(),
+            loaded: AtomicBool::new(false),
+            len: AtomicUsize::new(0),
+            last_seq: AtomicI64::new(0),
+            folding: Mutex::new(()),
+            marks: Mutex::new((0, 0)),
+            changes: changes::ChangeFeed::default(),
+        }
+    }
+}
+
 impl SpatialIndex {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A loaded index holding `incidents`, without a database (benches, tests).
+    pub fn from_incidents(incidents: Vec<Incident>) -> Self {
+        let index = Self::new();
+        index.replace_all(incidents);
+        index
+    }
+
     /// Replaces the whole content (bulk load: the R-tree is built in one pass, which gives a
     /// better tree than inserting one by one).
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "a stable signature that dedup, tiles and benches call; taking the Vec lets it be dropped early"
+    )]
     pub fn replace_all(&self, incidents: Vec<Incident>) {
-        let max_seq = incidents.iter().map(|i| i.change_seq).max().unwrap_or(0);
-        let entries: Vec<Entry> = incidents
+        let records = incidents
             .iter()
-            .map(|i| Entry::new([i.position.lon(), i.position.lat()], i.id))
+            .map(|i| Record::from_incident(i, &self.names))
             .collect();
-        let by_id = incidents.into_iter().map(|i| (i.id, i)).collect();
-        let tree = RTree::bulk_load(entries);
-        *self.write() = Inner { tree, by_id };
+        self.replace_records(records);
+    }
+
+    fn replace_records(&self, records: Vec<Record>) {
+        // Not while a fold runs: it would swap in a base built from the content replaced here.
+        let _one = self.folding.lock().unwrap_or_else(PoisonError::into_inner);
+        let max_seq = records.iter().map(|r| r.change_seq).max().unwrap_or(0);
+        let base = Base::build(records, HashMap::new());
+        let mut delta = self.write_delta();
+        self.len.store(base.records.len(), Ordering::Release);
+        self.base.store(Arc::new(base));
+        *delta = Delta::default();
+        drop(delta);
         self.last_seq.fetch_max(max_seq, Ordering::AcqRel);
+        *self.marks.lock().unwrap_or_else(PoisonError::into_inner) = (max_seq, max_seq);
         self.loaded.store(true, Ordering::Release);
         self.changes.send(changes::Change::Reloaded);
     }
 
-    /// Loads every incident from `PostGIS`.
+    /// Subscribes to every later write (see [`changes::Change`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        self.changes.subscribe()
+    }
+
+    /// Loads every visible incident from `PostGIS` and replaces the content with them.
     pub async fn load(&self, pool: &PgPool, catalogue: &Catalogue) -> Result<usize, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM reports r WHERE NOT r.hidden",
-            crate::reports::store::REPORT_COLUMNS
-        );
-        let mut rows = sqlx::query_as::<_, Report>(&sql).fetch(pool);
-        let mut incidents = Vec::new();
-        while let Some(r) = rows.try_next().await? {
-            incidents.push(Incident::from_report(&r, catalogue));
+        let rows = store::load_visible(pool).await?;
+        let records: Vec<Record> = rows
+            .iter()
+            .map(|r| r.to_record(catalogue, &self.names))
+            .collect();
+        let n = records.len();
+        // Sorting and bulk-loading a million entries takes a second of CPU: keep it off the
+        // async threads where the runtime allows (a current-thread runtime, as in tests, cannot).
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| self.replace_records(records));
+        } else {
+            self.replace_records(records);
         }
-        let n = incidents.len();
-        self.replace_all(incidents);
         Ok(n)
     }
 
@@ -127,7 +263,7 @@ impl SpatialIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.read().by_id.len()
+        self.len.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,54 +274,183 @@ impl SpatialIndex {
         self.last_seq.load(Ordering::Acquire)
     }
 
+    /// Changes waiting to be folded into the base.
+    pub fn delta_len(&self) -> usize {
+        self.read_delta().changes.len()
+    }
+
     /// Inserts or replaces one incident; an older change never overwrites a newer one.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "a stable signature other capabilities call with an owned incident"
+    )]
     pub fn upsert(&self, incident: Incident) {
-        let mut inner = self.write();
-        let mut old_position = None;
-        if let Some(old) = inner.by_id.get(&incident.id) {
-            if old.change_seq > incident.change_seq {
-                return;
-            }
-            old_position = Some(old.position);
-            let old_entry = Entry::new([old.position.lon(), old.position.lat()], old.id);
-            inner.tree.remove(&old_entry);
+        let record = Record::from_incident(&incident, &self.names);
+        self.apply(incident.id, Change::Live(record));
+    }
+
+    /// Removes an incident (hidden by moderation, say).
+    pub fn remove(&self, id: Uuid) {
+        if let Some(seq) = self.seq_of(id) {
+            self.apply(id, Change::Gone(seq));
         }
-        inner.tree.insert(Entry::new(
-            [incident.position.lon(), incident.position.lat()],
-            incident.id,
-        ));
-        self.last_seq
-            .fetch_max(incident.change_seq, Ordering::AcqRel);
-        let new_position = Some(incident.position);
-        inner.by_id.insert(incident.id, incident);
+    }
+
+    /// Removes an incident hidden by change `seq`, unless the index already has a newer change.
+    pub fn remove_at(&self, id: Uuid, seq: i64) {
+        self.apply(id, Change::Gone(seq));
+    }
+
+    /// The change number the index holds for `id`, visible or hidden.
+    pub fn seq_of(&self, id: Uuid) -> Option<i64> {
+        let delta = self.read_delta();
+        let base = self.base.load();
+        current_seq(&delta, &base, id).map(|(seq, _)| seq)
+    }
+
+    fn apply(&self, id: Uuid, change: Change) -> bool {
+        let mut delta = self.write_delta();
+        let base = self.base.load();
+        let current = current_seq(&delta, &base, id);
+        if current.is_some_and(|(seq, _)| seq > change.seq()) {
+            return false;
+        }
+        let was_visible = current.is_some_and(|(_, visible)| visible);
+        let old_position = if was_visible {
+            delta.live(id).or_else(|| base.find(id)).map(|r| r.position)
+        } else {
+            None
+        };
+        if let Some(Change::Live(old)) = delta.changes.get(&id).copied() {
+            delta
+                .tree
+                .remove(&DeltaEntry::new(unit_vector(old.position), id));
+        }
+        let now_visible = matches!(change, Change::Live(_));
+        if let Change::Live(r) = &change {
+            delta
+                .tree
+                .insert(DeltaEntry::new(unit_vector(r.position), id));
+        }
+        let new_position = match &change {
+            Change::Live(r) => Some(r.position),
+            Change::Gone(_) => None,
+        };
+        delta.changes.insert(id, change);
         // Sent under the write lock: a reader that sees the change then reads the new state.
         self.changes.send(changes::Change::Incident {
             old: old_position,
             new: new_position,
         });
-    }
-
-    /// Subscribes to every later write (see [`changes::Change`]).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<changes::Change> {
-        self.changes.subscribe()
-    }
-
-    pub fn remove(&self, id: Uuid) {
-        let mut inner = self.write();
-        if let Some(old) = inner.by_id.remove(&id) {
-            inner.tree.remove(&Entry::new(
-                [old.position.lon(), old.position.lat()],
-                old.id,
-            ));
-            self.changes.send(changes::Change::Incident {
-                old: Some(old.position),
-                new: None,
-            });
+        match (was_visible, now_visible) {
+            (false, true) => {
+                self.len.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
+        drop(delta);
+        self.last_seq.fetch_max(change.seq(), Ordering::AcqRel);
+        true
+    }
+
+    /// Heap bytes held by the index: records, tree nodes, tombstones and the delta. Counted
+    /// from the structures (vector capacities), so allocator overhead is not included.
+    pub fn heap_bytes(&self) -> usize {
+        fn nodes<T: rstar::RTreeObject>(n: &rstar::ParentNode<T>) -> usize {
+            std::mem::size_of_val(n.children())
+                + n.children()
+                    .iter()
+                    .map(|c| match c {
+                        rstar::RTreeNode::Parent(p) => nodes(p),
+                        rstar::RTreeNode::Leaf(_) => 0,
+                    })
+                    .sum::<usize>()
+        }
+        let base = self.base.load();
+        let delta = self.read_delta();
+        let map_entry = std::mem::size_of::<(Uuid, Change)>() + 1;
+        base.records.capacity() * std::mem::size_of::<Record>()
+            + nodes(base.tree.root())
+            + base.gone.capacity() * (std::mem::size_of::<(Uuid, i64)>() + 1)
+            + delta.changes.capacity() * map_entry
+            + nodes(delta.tree.root())
+    }
+
+    /// Whether the delta is big enough to be worth folding.
+    pub fn needs_fold(&self) -> bool {
+        let base = self.base.load().records.len();
+        self.delta_len() >= FOLD_AT_LEAST.max(base / 64)
+    }
+
+    /// Rebuilds the base with the delta folded in, then swaps it in. CPU-heavy (about a second
+    /// per million incidents): call it from a blocking thread. Writers keep writing to the
+    /// delta meanwhile; only changes that are still the newest are dropped from it.
+    pub fn fold(&self) {
+        let _one = self.folding.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken: Vec<(Uuid, Change)> = self
+            .read_delta()
+            .changes
+            .iter()
+            .map(|(id, c)| (*id, *c))
+            .collect();
+        if taken.is_empty() {
+            return;
+        }
+        let old = self.base.load_full();
+        let changed: HashMap<Uuid, Change> = taken.iter().copied().collect();
+        let mut records: Vec<Record> = old
+            .records
+            .iter()
+            .filter(|r| !changed.contains_key(&r.id))
+            .copied()
+            .collect();
+        let mut gone = old.gone.clone();
+        for (id, c) in &taken {
+            match c {
+                Change::Live(r) => {
+                    gone.remove(id);
+                    records.push(*r);
+                }
+                Change::Gone(seq) => {
+                    gone.insert(*id, *seq);
+                }
+            }
+        }
+        let base = Base::build(records, gone);
+        let mut delta = self.write_delta();
+        self.base.store(Arc::new(base));
+        for (id, c) in taken {
+            if delta
+                .changes
+                .get(&id)
+                .is_some_and(|now| now.seq() == c.seq())
+            {
+                delta.changes.remove(&id);
+            }
+        }
+        let entries = delta
+            .changes
+            .iter()
+            .filter_map(|(id, c)| match c {
+                Change::Live(r) => Some(DeltaEntry::new(unit_vector(r.position), *id)),
+                Change::Gone(_) => None,
+            })
+            .collect();
+        delta.tree = RTree::bulk_load(entries);
     }
 
     pub fn get(&self, id: Uuid) -> Option<Incident> {
-        self.read().by_id.get(&id).cloned()
+        let delta = self.read_delta();
+        let base = self.base.load();
+        let record = match delta.changes.get(&id) {
+            Some(Change::Live(r)) => Some(r),
+            Some(Change::Gone(_)) => None,
+            None => base.find(id),
+        };
+        record.map(|r| r.incident(&self.names.table()))
     }
 
     /// Incidents within `radius_m` of `center` that pass `keep`, nearest first (ties by id),
@@ -197,109 +462,234 @@ impl SpatialIndex {
         limit: usize,
         keep: impl Fn(&Incident) -> bool,
     ) -> Vec<Hit> {
-        let inner = self.read();
-        let mut hits: Vec<Hit> = Vec::new();
-        for envelope in search_boxes(center, radius_m) {
-            for e in inner.tree.locate_in_envelope(&envelope) {
-                let Some(inc) = inner.by_id.get(&e.data) else {
+        let names = self.names.table();
+        let hits = self.scan(center, Some(radius_m), limit, |r| keep(&r.incident(&names)));
+        self.to_hits(hits)
+    }
+
+    /// Like [`Self::nearby`] with a [`Filter`] evaluated on the compact records: the fast path.
+    pub fn nearby_matching(
+        &self,
+        center: Position,
+        radius_m: f64,
+        limit: usize,
+        filter: &Filter,
+    ) -> Vec<Hit> {
+        let compiled = Compiled::new(filter, &self.names);
+        let hits = self.scan(center, Some(radius_m), limit, |r| compiled.matches(r));
+        self.to_hits(hits)
+    }
+
+    /// The `k` incidents nearest `center` that pass `filter`, at any distance, nearest first
+    /// (ties by id).
+    pub fn nearest(&self, center: Position, k: usize, filter: &Filter) -> Vec<Hit> {
+        let compiled = Compiled::new(filter, &self.names);
+        let hits = self.scan(center, None, k, |r| compiled.matches(r));
+        self.to_hits(hits)
+    }
+
+    fn to_hits(&self, hits: Vec<(Record, f64)>) -> Vec<Hit> {
+        let names = self.names.table();
+        hits.into_iter()
+            .map(|(r, distance_m)| Hit {
+                incident: r.incident(&names),
+                distance_m,
+            })
+            .collect()
+    }
+
+    /// Walks base and delta together in chord order (= great-circle order), keeping records
+    /// that pass `keep`, until `limit` are found and the near-ties past the last one are in;
+    /// then orders them by haversine distance and id.
+    fn scan(
+        &self,
+        center: Position,
+        radius_m: Option<f64>,
+        limit: usize,
+        mut keep: impl FnMut(&Record) -> bool,
+    ) -> Vec<(Record, f64)> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        let q = unit_vector(center);
+        let delta = self.read_delta();
+        let base = self.base.load();
+        let masked = !delta.changes.is_empty();
+        let mut from_base = base
+            .tree
+            .nearest_neighbor_iter_with_distance_2(&q)
+            .peekable();
+        let mut from_delta = delta
+            .tree
+            .nearest_neighbor_iter_with_distance_2(&q)
+            .peekable();
+        let mut cutoff = radius_m.map_or(f64::INFINITY, sphere::max_chord2);
+        let mut found: Vec<(Record, f64)> = Vec::new();
+        loop {
+            let take_base = match (from_base.peek(), from_delta.peek()) {
+                (Some(b), Some(d)) => b.1 <= d.1,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let record = if take_base {
+                let Some((e, d2)) = from_base.next() else {
+                    break;
+                };
+                if d2 > cutoff {
+                    break;
+                }
+                let r = &base.records[e.data as usize];
+                if masked && delta.changes.contains_key(&r.id) {
+                    continue;
+                }
+                (r, d2)
+            } else {
+                let Some((e, d2)) = from_delta.next() else {
+                    break;
+                };
+                if d2 > cutoff {
+                    break;
+                }
+                let Some(r) = delta.live(e.data) else {
                     continue;
                 };
-                if !keep(inc) {
-                    continue;
-                }
-                let d = center.distance_m(inc.position);
-                if d <= radius_m {
-                    hits.push(Hit {
-                        incident: inc.clone(),
-                        distance_m: d,
-                    });
-                }
+                (r, d2)
+            };
+            if !keep(record.0) {
+                continue;
+            }
+            found.push((*record.0, record.1));
+            if found.len() == limit {
+                cutoff = cutoff.min(sphere::past(record.1));
             }
         }
-        hits.sort_by(|a, b| {
-            a.distance_m
-                .total_cmp(&b.distance_m)
-                .then(a.incident.id.cmp(&b.incident.id))
-        });
-        hits.dedup_by(|a, b| a.incident.id == b.incident.id);
+        let mut hits: Vec<(Record, f64)> = found
+            .into_iter()
+            .map(|(r, _)| {
+                let d = center.distance_m(r.position);
+                (r, d)
+            })
+            .filter(|(_, d)| radius_m.is_none_or(|radius| *d <= radius))
+            .collect();
+        hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
         hits.truncate(limit);
         hits
     }
 
+    /// Visits every visible record inside `bbox` (both parts of one crossing the antimeridian).
+    fn for_each_in_bbox(&self, bbox: &BBox, mut f: impl FnMut(&Record)) {
+        let delta = self.read_delta();
+        let base = self.base.load();
+        let masked = !delta.changes.is_empty();
+        for part in bbox.parts() {
+            let env = sphere::envelope(&part);
+            for e in base.tree.locate_in_envelope(&env) {
+                let r = &base.records[e.data as usize];
+                if part.contains(r.position) && !(masked && delta.changes.contains_key(&r.id)) {
+                    f(r);
+                }
+            }
+            for e in delta.tree.locate_in_envelope(&env) {
+                if let Some(r) = delta.live(e.data) {
+                    if part.contains(r.position) {
+                        f(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Visits every visible record.
+    fn for_each(&self, mut f: impl FnMut(&Record)) {
+        let delta = self.read_delta();
+        let base = self.base.load();
+        let masked = !delta.changes.is_empty();
+        for r in &base.records {
+            if !(masked && delta.changes.contains_key(&r.id)) {
+                f(r);
+            }
+        }
+        for c in delta.changes.values() {
+            if let Change::Live(r) = c {
+                f(r);
+            }
+        }
+    }
+
     /// Incidents inside a box that pass `keep`, in no particular order.
     pub fn in_bbox(&self, bbox: &BBox, keep: impl Fn(&Incident) -> bool) -> Vec<Incident> {
-        let inner = self.read();
+        let names = self.names.table();
         let mut out = Vec::new();
-        for part in bbox.parts() {
-            let env = rstar::AABB::from_corners(
-                [part.min_lon, part.min_lat],
-                [part.max_lon, part.max_lat],
-            );
-            out.extend(
-                inner
-                    .tree
-                    .locate_in_envelope(&env)
-                    .filter_map(|e| inner.by_id.get(&e.data))
-                    .filter(|i| keep(i))
-                    .cloned(),
-            );
-        }
+        self.for_each_in_bbox(bbox, |r| {
+            let i = r.incident(&names);
+            if keep(&i) {
+                out.push(i);
+            }
+        });
         out
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Like [`Self::in_bbox`] with a [`Filter`] evaluated on the compact records.
+    pub fn in_bbox_matching(&self, bbox: &BBox, filter: &Filter) -> Vec<Incident> {
+        let compiled = Compiled::new(filter, &self.names);
+        let names = self.names.table();
+        let mut out = Vec::new();
+        self.for_each_in_bbox(bbox, |r| {
+            if compiled.matches(r) {
+                out.push(r.incident(&names));
+            }
+        });
+        out
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Incidents per H3 cell at `res` (coarser than or equal to the stored resolution 9; a
+    /// finer one counts the stored cells) for those passing `filter`, optionally inside `bbox`.
+    /// Computed from the records on demand: a pass over a million takes tens of milliseconds,
+    /// and any filter works, which counts kept per filter could not offer.
+    pub fn h3_counts(
+        &self,
+        res: Resolution,
+        bbox: Option<&BBox>,
+        filter: &Filter,
+    ) -> HashMap<CellIndex, u32> {
+        let compiled = Compiled::new(filter, &self.names);
+        let mut counts: HashMap<CellIndex, u32> = HashMap::new();
+        let mut count = |r: &Record| {
+            if !compiled.matches(r) {
+                return;
+            }
+            let Ok(cell) = CellIndex::try_from(r.h3_cell) else {
+                return;
+            };
+            let cell = cell.parent(res).unwrap_or(cell);
+            *counts.entry(cell).or_default() += 1;
+        };
+        match bbox {
+            Some(b) => self.for_each_in_bbox(b, &mut count),
+            None => self.for_each(&mut count),
+        }
+        counts
+    }
+
+    fn read_delta(&self) -> RwLockReadGuard<'_, Delta> {
+        self.delta.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_delta(&self) -> RwLockWriteGuard<'_, Delta> {
+        self.delta.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Lon/lat boxes that together contain every point within `radius_m` of `center`: one box,
-/// or two when the circle crosses the antimeridian, or a full band of longitudes near a pole.
-pub fn search_boxes(center: Position, radius_m: f64) -> Vec<rstar::AABB<[f64; 2]>> {
-    // Pad by a part in a million so rounding never drops a point on the circle.
-    let dlat = (radius_m / EARTH_RADIUS_M).to_degrees() * 1.000_001 + 1e-9;
-    let min_lat = (center.lat() - dlat).max(-90.0);
-    let max_lat = (center.lat() + dlat).min(90.0);
-    let max_abs_lat = min_lat.abs().max(max_lat.abs());
-    let cos = max_abs_lat.to_radians().cos();
-    if max_lat >= 90.0 || min_lat <= -90.0 || cos <= 1e-12 {
-        return vec![rstar::AABB::from_corners(
-            [-180.0, min_lat],
-            [180.0, max_lat],
-        )];
+/// The change number held for `id` and whether that version is visible.
+fn current_seq(delta: &Delta, base: &Base, id: Uuid) -> Option<(i64, bool)> {
+    match delta.changes.get(&id) {
+        Some(c) => Some((c.seq(), matches!(c, Change::Live(_)))),
+        None => base
+            .find(id)
+            .map(|r| (r.change_seq, true))
+            .or_else(|| base.gone.get(&id).map(|s| (*s, false))),
     }
-    let dlon = (dlat / cos).min(360.0);
-    if dlon >= 180.0 {
-        return vec![rstar::AABB::from_corners(
-            [-180.0, min_lat],
-            [180.0, max_lat],
-        )];
-    }
-    let (lo, hi) = (center.lon() - dlon, center.lon() + dlon);
-    let mut boxes = vec![rstar::AABB::from_corners(
-        [lo.max(-180.0), min_lat],
-        [hi.min(180.0), max_lat],
-    )];
-    if lo < -180.0 {
-        boxes.push(rstar::AABB::from_corners(
-            [lo + 360.0, min_lat],
-            [180.0, max_lat],
-        ));
-    }
-    if hi > 180.0 {
-        boxes.push(rstar::AABB::from_corners(
-            [-180.0, min_lat],
-            [hi - 360.0, max_lat],
-        ));
-    }
-    boxes
 }
 
 #[cfg(test)]
@@ -315,11 +705,11 @@ mod tests {
             service_code: Arc::from("pothole"),
             group: Arc::from("Roads"),
             status: Status::New,
-            requested_at: Utc::now(),
-            updated_at: Utc::now(),
+            requested_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            updated_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             supporters: 0,
             duplicate_of: None,
-            h3_cell: 0,
+            h3_cell: position.h3_cell(crate::geo::REPORT_H3_RESOLUTION).into(),
             change_seq: seq,
         }
     }
@@ -380,5 +770,124 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(idx.len(), 1);
+    }
+
+    /// A small deterministic generator, so these tests need no extra crate.
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn brute_force(all: &[Incident], c: Position, radius: f64, limit: usize) -> Vec<Uuid> {
+        let mut v: Vec<(f64, Uuid)> = all
+            .iter()
+            .map(|i| (c.distance_m(i.position), i.id))
+            .filter(|(d, _)| *d <= radius)
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        v.into_iter().take(limit).map(|(_, id)| id).collect()
+    }
+
+    #[test]
+    fn base_and_delta_together_answer_like_a_brute_force_scan() {
+        let mut s = 7;
+        let mut all: Vec<Incident> = (0..2000)
+            .map(|i| incident(-118.3 + lcg(&mut s) * 0.1, 34.0 + lcg(&mut s) * 0.1, i))
+            .collect();
+        let idx = SpatialIndex::from_incidents(all[..1500].to_vec());
+        for i in &all[1500..] {
+            idx.upsert(i.clone());
+        }
+        // Move some base incidents, hide others: the delta masks the base's copies.
+        for (n, i) in all.iter_mut().take(300).enumerate() {
+            i.change_seq += 10_000;
+            if n % 3 == 0 {
+                idx.remove_at(i.id, i.change_seq);
+            } else {
+                i.position = Position::new(-118.3 + lcg(&mut s) * 0.1, 34.05).unwrap();
+                idx.upsert(i.clone());
+            }
+        }
+        let visible: Vec<Incident> = all
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !(*n < 300 && n % 3 == 0))
+            .map(|(_, i)| i.clone())
+            .collect();
+        assert_eq!(idx.len(), visible.len());
+        let check = |idx: &SpatialIndex| {
+            let mut s = 99;
+            for _ in 0..50 {
+                let c =
+                    Position::new(-118.3 + lcg(&mut s) * 0.1, 34.0 + lcg(&mut s) * 0.1).unwrap();
+                let r = 200.0 + lcg(&mut s) * 2000.0;
+                let got: Vec<Uuid> = idx
+                    .nearby(c, r, 40, |_| true)
+                    .iter()
+                    .map(|h| h.incident.id)
+                    .collect();
+                assert_eq!(got, brute_force(&visible, c, r, 40));
+                let k: Vec<Uuid> = idx
+                    .nearest(c, 20, &Filter::default())
+                    .iter()
+                    .map(|h| h.incident.id)
+                    .collect();
+                assert_eq!(k, brute_force(&visible, c, f64::INFINITY, 20));
+            }
+        };
+        check(&idx);
+        idx.fold();
+        assert_eq!(idx.delta_len(), 0);
+        assert_eq!(idx.len(), visible.len());
+        check(&idx);
+    }
+
+    #[test]
+    fn a_hidden_incident_does_not_come_back_from_a_stale_copy_after_a_fold() {
+        let a = incident(2.0, 48.0, 5);
+        let idx = SpatialIndex::from_incidents(vec![a.clone()]);
+        idx.remove_at(a.id, 6);
+        idx.fold();
+        idx.upsert(a.clone());
+        assert!(idx.get(a.id).is_none());
+        assert_eq!(idx.len(), 0);
+    }
+
+    #[test]
+    fn in_bbox_handles_the_antimeridian_and_filters() {
+        let west = incident(-179.5, 0.0, 1);
+        let east = incident(179.5, 0.0, 2);
+        let mut fixed = incident(179.6, 0.1, 3);
+        fixed.status = Status::Fixed;
+        let elsewhere = incident(0.0, 0.0, 4);
+        let idx = SpatialIndex::from_incidents(vec![west.clone(), east.clone(), elsewhere]);
+        idx.upsert(fixed.clone());
+        let b = BBox::parse("179,-1,-179,1").unwrap();
+        let mut ids: Vec<Uuid> = idx.in_bbox(&b, |_| true).iter().map(|i| i.id).collect();
+        ids.sort();
+        let mut want = vec![west.id, east.id, fixed.id];
+        want.sort();
+        assert_eq!(ids, want);
+        assert_eq!(idx.in_bbox_matching(&b, &Filter::open()).len(), 2);
+    }
+
+    #[test]
+    fn h3_counts_roll_up_to_coarser_cells() {
+        let a = incident(-118.25, 34.05, 1);
+        let b = incident(-118.2501, 34.0501, 2);
+        let far = incident(-117.0, 33.0, 3);
+        let idx = SpatialIndex::from_incidents(vec![a.clone(), b, far]);
+        let counts = idx.h3_counts(Resolution::Five, None, &Filter::default());
+        let parent = CellIndex::try_from(a.h3_cell)
+            .unwrap()
+            .parent(Resolution::Five)
+            .unwrap();
+        assert_eq!(counts.get(&parent), Some(&2));
+        assert_eq!(counts.values().sum::<u32>(), 3);
+        let bbox = BBox::parse("-118.3,34,-118.2,34.1").unwrap();
+        let inside = idx.h3_counts(Resolution::Five, Some(&bbox), &Filter::default());
+        assert_eq!(inside.values().sum::<u32>(), 2);
     }
 }

@@ -33,15 +33,12 @@ pub struct CachedTile {
 impl CachedTile {
     pub fn new(raw: Vec<u8>, day: NaiveDate) -> Self {
         use flate2::{Compression, write::GzEncoder};
-        use sha2::{Digest, Sha256};
+        use std::hash::{Hash as _, Hasher as _};
         use std::io::Write as _;
-        let digest = Sha256::digest(&raw);
-        let mut etag = String::from("W/\"");
-        for b in &digest[..12] {
-            use std::fmt::Write as _;
-            let _ = write!(etag, "{b:02x}");
-        }
-        etag.push('"');
+        // A validator, not a signature: a fast 64-bit hash of the bytes and their length.
+        let mut h = std::hash::DefaultHasher::new();
+        raw.hash(&mut h);
+        let etag = format!("W/\"{:016x}-{:x}\"", h.finish(), raw.len());
         let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 2), Compression::fast());
         // Writing into a Vec cannot fail.
         let gzip = gz
@@ -185,7 +182,10 @@ impl Inner {
     /// hotspot margin of `p` (a quarter wider than the build's, so rounding never misses one).
     fn invalidate_around(&mut self, p: Position) {
         for z in 0..=MAX_TILE_ZOOM {
-            let (dlon, dlat) = hotspots::margin_deg(z, p.lat());
+            // A build widens its margin by its tile's most poleward latitude; a low-zoom tile
+            // spans tens of degrees, so there take the widest margin (few tiles, cheap).
+            let lat = if z <= 6 { 85.0 } else { p.lat() };
+            let (dlon, dlat) = hotspots::margin_deg(z, lat);
             let corner = |lon: f64, lat: f64| {
                 let pos =
                     Position::new(lon.clamp(-180.0, 180.0), lat.clamp(-90.0, 90.0)).unwrap_or(p);
@@ -273,6 +273,9 @@ mod tests {
         });
         for z in [5u8, 10, 14, 16] {
             assert!(cache.get(tile_at(here, z), "", day()).is_none(), "z{z}");
+        }
+        // Up to z6 the margin is taken wide (tiles span tens of degrees there).
+        for z in [10u8, 14, 16] {
             assert!(cache.get(tile_at(far, z), "", day()).is_some(), "z{z}");
         }
         assert!(
@@ -282,6 +285,47 @@ mod tests {
         );
         // z0 is one tile for the whole world: both were in it.
         assert!(cache.get(tile_at(far, 0), "", day()).is_none());
+    }
+
+    #[test]
+    fn every_tile_whose_build_read_a_position_is_dropped_when_it_changes() {
+        let built = Arc::new(CachedTile::new(vec![1], day()));
+        for (lon, lat) in [
+            (-118.25, 34.05),
+            (2.35, 48.85),
+            (18.07, 59.33),
+            (-70.6, -33.4),
+        ] {
+            let p = Position::new(lon, lat).unwrap();
+            for z in [1u8, 4, 7, 9, 12, 15, 17] {
+                let feed = ChangeFeed::default();
+                let cache = TileCache::new(64 << 20, feed.subscribe());
+                let centre = tile_at(p, z);
+                let side = 1i64 << z;
+                let mut read_p = Vec::new();
+                for dx in -6i64..=6 {
+                    for dy in -6i64..=6 {
+                        let (x, y) = (i64::from(centre.x()) + dx, i64::from(centre.y()) + dy);
+                        if !(0..side).contains(&x) || !(0..side).contains(&y) {
+                            continue;
+                        }
+                        let t = TileId::new(u32::from(z), x as u32, y as u32).unwrap();
+                        cache.insert(t, "", &built, cache.epoch());
+                        if hotspots::query_area(t).contains(p) {
+                            read_p.push(t);
+                        }
+                    }
+                }
+                assert!(read_p.contains(&centre));
+                feed.send(Change::Incident {
+                    old: Some(p),
+                    new: None,
+                });
+                for t in read_p {
+                    assert!(cache.get(t, "", day()).is_none(), "{t} read {p}");
+                }
+            }
+        }
     }
 
     #[test]

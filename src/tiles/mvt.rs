@@ -76,13 +76,6 @@ pub enum Prop<'a> {
     Double(f64),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum ValueKey {
-    Str(String),
-    UInt(u64),
-    Double(u64),
-}
-
 const MOVE_TO: u32 = 1;
 const LINE_TO: u32 = 2;
 const CLOSE_PATH: u32 = 7;
@@ -100,7 +93,10 @@ pub fn zigzag(n: i64) -> u32 {
 pub struct LayerBuilder {
     layer: Layer,
     keys: HashMap<String, u32>,
-    values: HashMap<ValueKey, u32>,
+    // One map per value type, so looking a value up never allocates.
+    strings: HashMap<String, u32>,
+    uints: HashMap<u64, u32>,
+    doubles: HashMap<u64, u32>,
 }
 
 impl LayerBuilder {
@@ -115,7 +111,9 @@ impl LayerBuilder {
                 extent: Some(EXTENT),
             },
             keys: HashMap::new(),
-            values: HashMap::new(),
+            strings: HashMap::new(),
+            uints: HashMap::new(),
+            doubles: HashMap::new(),
         }
     }
 
@@ -134,15 +132,13 @@ impl LayerBuilder {
                 self.keys.insert((*k).to_owned(), i);
                 i
             };
-            let vk = match v {
-                Prop::Str(s) => ValueKey::Str((*s).to_owned()),
-                Prop::UInt(u) => ValueKey::UInt(*u),
-                Prop::Double(d) => ValueKey::Double(d.to_bits()),
+            let next = self.layer.values.len() as u32;
+            let (vi, is_new) = match v {
+                Prop::Str(s) => intern(&mut self.strings, *s, next),
+                Prop::UInt(u) => intern(&mut self.uints, u, next),
+                Prop::Double(d) => intern(&mut self.doubles, &d.to_bits(), next),
             };
-            let vi = if let Some(&i) = self.values.get(&vk) {
-                i
-            } else {
-                let i = self.layer.values.len() as u32;
+            if is_new {
                 self.layer.values.push(match v {
                     Prop::Str(s) => Value {
                         string_value: Some((*s).to_owned()),
@@ -157,9 +153,7 @@ impl LayerBuilder {
                         ..Value::default()
                     },
                 });
-                self.values.insert(vk, i);
-                i
-            };
+            }
             tags.push(ki);
             tags.push(vi);
         }
@@ -220,6 +214,20 @@ impl LayerBuilder {
 
     pub fn finish(self) -> Layer {
         self.layer
+    }
+}
+
+/// The index of `key` in `map`, adding it as `next` if absent; looking up never allocates.
+fn intern<K, Q>(map: &mut HashMap<K, u32>, key: &Q, next: u32) -> (u32, bool)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(&i) = map.get(key) {
+        (i, false)
+    } else {
+        map.insert(key.to_owned(), next);
+        (next, true)
     }
 }
 

@@ -419,3 +419,74 @@ async fn similar_suggests_open_incidents_best_first_without_personal_data(pool: 
     assert_eq!(s, 400);
     assert_eq!(problem["errors"][0]["field"], "lat");
 }
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn an_intake_waits_for_a_twin_still_in_flight_and_links_to_it(pool: PgPool) {
+    // A deterministic interleaving of the race: another process has stored a report at this
+    // spot and is still inside its intake transaction. The HTTP intake must wait for it rather
+    // than decide on the data it can see, then link to it once it commits.
+    let app = TestApp::spawn(pool).await;
+    let service = app.state.catalogue.get("pothole").unwrap().clone();
+    let new: citypin::reports::model::NewReportBody =
+        serde_json::from_value(pothole_at(0.0, 0.0)).unwrap();
+    let new = new.parse(citypin::reports::model::Channel::Web).unwrap();
+    let mut twin = app.pool.begin().await.unwrap();
+    let actor = citypin::reports::store::Actor {
+        role: "citizen",
+        token: None,
+    };
+    let first = citypin::reports::store::insert(
+        &mut twin,
+        &new,
+        &service.agency,
+        service.sla_hours,
+        actor,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let none =
+        citypin::dedup::decide::find_parent(&mut twin, &app.state.catalogue, &service, &first)
+            .await
+            .unwrap();
+    assert!(none.is_none());
+
+    let body = pothole_at(3.0, 0.0);
+    let second = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url("/api/v1/reports");
+        async move {
+            let res = client
+                .post(url)
+                .header("Idempotency-Key", key())
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            res.json::<Value>().await.expect("json")
+        }
+    });
+    // Wait until the second intake is blocked on the area lock (or has, wrongly, finished).
+    let mut waiting = false;
+    for _ in 0..5_000 {
+        if second.is_finished() {
+            break;
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(waiting, "the second intake did not wait for the first");
+    twin.commit().await.unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(second["status"], "duplicate", "{second}");
+    assert_eq!(second["duplicate_of"]["id"], json!(first.id));
+}

@@ -2,9 +2,11 @@
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
 mod dedup;
+mod exports;
 mod helpers;
 mod open311;
 mod outage;
 mod photos;
 mod reports;
+mod spatial_index;
 mod tiles;

@@ -488,6 +488,29 @@ async fn a_posted_form_with_attributes_is_stored_through_intake_on_the_open311_c
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_second_post_of_the_same_problem_is_told_which_request_it_joined(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let api_key = client_key(&app).await;
+    let (_, first) = post_form(&app, "json", &form(&api_key, 0)).await;
+    let (status, second) = post_form(&app, "xml", &form(&api_key, 0)).await;
+    assert_eq!(status, 201, "{second}");
+    let first_id = first[0]["service_request_id"].as_str().unwrap();
+    let notice = second[0]["service_notice"].as_str().unwrap();
+    assert!(
+        notice.contains(&format!("already reported as {first_id}")),
+        "{notice}"
+    );
+    let second_id = second[0]["service_request_id"].as_str().unwrap();
+    let (_, found) = get_both(&app, &format!("/open311/v2/requests/{second_id}"), "").await;
+    assert_eq!(found[0]["status"], "closed");
+    let notes = found[0]["status_notes"].as_str().unwrap();
+    assert!(
+        notes.contains(&format!("duplicate of {first_id}")),
+        "{notes}"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn contact_details_are_kept_apart_with_consent_naming_the_client_and_never_shown(
     pool: PgPool,
 ) {

@@ -1,0 +1,499 @@
+//! Thin handlers of the OGC API: parse, ask the stores, build the JSON document, and render
+//! it as JSON or HTML.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::model::{
+    CONFORMANCE, CRS84, Collection, GEOJSON, HTML, Hotspot, ItemsParams, JSON, Link, OPENAPI,
+    Output, roll_up,
+};
+use super::{html, openapi, store};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{AppError, Path, Query};
+use crate::exports::model::{Fields, FilterParams, IncidentFeature};
+use crate::exports::store as incidents;
+use crate::geo::BBox;
+
+/// Pages that take no parameter but the output format.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatParam {
+    f: Option<String>,
+}
+
+fn base(state: &AppState) -> String {
+    format!("{}/ogc", state.settings.public_url.trim_end_matches('/'))
+}
+
+/// The JSON document, or its HTML rendering, with the right media type.
+fn respond(out: Output, title: &str, doc: &Value, media_type: &'static str) -> Response {
+    match out {
+        Output::Json => {
+            let mut res = axum::Json(doc).into_response();
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+            res
+        }
+        Output::Html => axum::response::Html(html::render(title, doc)).into_response(),
+    }
+}
+
+/// `self` and `alternate` links of a page at `href` (with no query string).
+fn self_links(href: &str, out: Output, json_type: &'static str, title: &str) -> Vec<Link> {
+    let json = Link::new(format!("{href}?f=json"), "self", json_type, title);
+    let html = Link::new(format!("{href}?f=html"), "self", HTML, title);
+    match out {
+        Output::Json => vec![
+            Link {
+                href: href.to_owned(),
+                ..json
+            },
+            Link {
+                rel: "alternate",
+                title: format!("{title} as HTML"),
+                ..html
+            },
+        ],
+        Output::Html => vec![
+            html,
+            Link {
+                rel: "alternate",
+                title: format!("{title} as JSON"),
+                ..json
+            },
+        ],
+    }
+}
+
+/// `GET /ogc`: the landing page.
+pub async fn landing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    let base = base(&state);
+    let mut links = self_links(&base, out, JSON, "This document");
+    links.extend([
+        Link::new(
+            format!("{base}/api"),
+            "service-desc",
+            OPENAPI,
+            "The API definition (OpenAPI 3.0)",
+        ),
+        Link::new(
+            format!("{base}/conformance"),
+            "conformance",
+            JSON,
+            "Conformance classes",
+        ),
+        Link::new(
+            format!("{base}/conformance"),
+            "http://www.opengis.net/def/rel/ogc/1.0/conformance",
+            JSON,
+            "Conformance classes",
+        ),
+        Link::new(
+            format!("{base}/collections"),
+            "data",
+            JSON,
+            "The collections",
+        ),
+        Link::new(
+            format!("{base}/collections"),
+            "http://www.opengis.net/def/rel/ogc/1.0/data",
+            JSON,
+            "The collections",
+        ),
+    ]);
+    let doc = json!({
+        "title": "citypin",
+        "description": "A city's 311 incidents, areas and hotspots as OGC API – Features",
+        "links": links,
+    });
+    Ok(respond(out, "citypin", &doc, JSON))
+}
+
+/// `GET /ogc/conformance`.
+pub async fn conformance(
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    Ok(respond(
+        out,
+        "Conformance",
+        &json!({"conformsTo": CONFORMANCE}),
+        JSON,
+    ))
+}
+
+/// `GET /ogc/api`: the OpenAPI 3.0 definition.
+pub async fn api(State(state): State<AppState>) -> Response {
+    let doc = openapi::document(state.settings.public_url.trim_end_matches('/'));
+    respond(Output::Json, "API", &doc, OPENAPI)
+}
+
+async fn extent(state: &AppState, c: Collection) -> Result<store::Extent, AppError> {
+    Ok(match c {
+        Collection::Areas => store::areas_extent(&state.pool).await?,
+        Collection::Incidents | Collection::Hotspots => {
+            store::incidents_extent(&state.pool).await?
+        }
+    })
+}
+
+/// The description of one collection, with its extent.
+fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
+    let base = base(state);
+    let bbox = match (
+        extent.min_lon,
+        extent.min_lat,
+        extent.max_lon,
+        extent.max_lat,
+    ) {
+        (Some(a), Some(b), Some(c), Some(d)) => [a, b, c, d],
+        _ => [-180.0, -90.0, 180.0, 90.0],
+    };
+    let href = format!("{base}/collections/{}", c.id());
+    let mut doc = json!({
+        "id": c.id(),
+        "title": c.title(),
+        "description": c.description(),
+        "itemType": "feature",
+        "crs": [CRS84],
+        "extent": {"spatial": {"bbox": [bbox], "crs": CRS84}},
+        "links": [
+            Link::new(href.clone(), "self", JSON, c.title()),
+            Link::new(format!("{href}?f=html"), "alternate", HTML, c.title()),
+            Link::new(format!("{href}/items"), "items", GEOJSON, &format!("{} as GeoJSON", c.title())),
+            Link::new(format!("{href}/items?f=html"), "items", HTML, &format!("{} as HTML", c.title())),
+        ],
+    });
+    if c != Collection::Areas {
+        doc["extent"]["temporal"] = json!({
+            "interval": [[extent.first, extent.last]],
+            "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
+        });
+    }
+    doc
+}
+
+/// `GET /ogc/collections`.
+pub async fn collections(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    // Incidents and hotspots share one extent: scan the reports once.
+    let incidents = extent(&state, Collection::Incidents).await?;
+    let areas = extent(&state, Collection::Areas).await?;
+    let all: Vec<Value> = Collection::ALL
+        .into_iter()
+        .map(|c| {
+            let e = if c == Collection::Areas {
+                &areas
+            } else {
+                &incidents
+            };
+            describe(&state, c, e)
+        })
+        .collect();
+    let href = format!("{}/collections", base(&state));
+    let doc = json!({
+        "links": self_links(&href, out, JSON, "The collections"),
+        "collections": all,
+    });
+    Ok(respond(out, "Collections", &doc, JSON))
+}
+
+/// `GET /ogc/collections/{id}`.
+pub async fn collection(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    let c = Collection::parse(&id)?;
+    let doc = describe(&state, c, &extent(&state, c).await?);
+    Ok(respond(out, c.title(), &doc, JSON))
+}
+
+/// One page of features, before the links are added.
+struct Page {
+    features: Vec<Value>,
+    matched: i64,
+    next_cursor: Option<String>,
+}
+
+/// `GET /ogc/collections/{id}/items`.
+pub async fn items(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    Query(p): Query<ItemsParams>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    let c = Collection::parse(&id)?;
+    let limit = p.limit()?;
+    let fields = Fields::for_caller(&caller);
+    let page = match c {
+        Collection::Incidents => incidents_page(&state, &p, fields, limit).await?,
+        Collection::Areas => areas_page(&state, &p, limit).await?,
+        Collection::Hotspots => hotspots_page(&state, &p, fields, limit).await?,
+    };
+    let href = format!("{}/collections/{}/items", base(&state), c.id());
+    let mut links = self_links(&href, out, GEOJSON, &format!("{} items", c.title()));
+    // `self` keeps the query that produced this page.
+    if let Some(q) = raw.as_deref().filter(|q| !q.is_empty()) {
+        links[0].href = format!("{href}?{q}");
+    }
+    links.push(Link::new(
+        format!("{}/collections/{}", base(&state), c.id()),
+        "collection",
+        JSON,
+        c.title(),
+    ));
+    if let Some(cursor) = &page.next_cursor {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+            if k != "cursor" {
+                q.append_pair(&k, &v);
+            }
+        }
+        q.append_pair("cursor", cursor);
+        let media = if out == Output::Html { HTML } else { GEOJSON };
+        links.push(Link::new(
+            format!("{href}?{}", q.finish()),
+            "next",
+            media,
+            "Next page",
+        ));
+    }
+    let doc = json!({
+        "type": "FeatureCollection",
+        "numberMatched": page.matched,
+        "numberReturned": page.features.len(),
+        "timeStamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "links": links,
+        "features": page.features,
+    });
+    let mut res = respond(out, &format!("{} items", c.title()), &doc, GEOJSON);
+    if fields == Fields::Operational {
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+    Ok(res)
+}
+
+fn incident_filter(
+    p: &ItemsParams,
+    fields: Fields,
+) -> Result<crate::exports::model::IncidentFilter, AppError> {
+    FilterParams {
+        bbox: p.bbox.clone(),
+        datetime: p.datetime.clone(),
+        start: None,
+        end: None,
+        service_code: p.service_code.clone(),
+        status: p.status.clone(),
+    }
+    .parse(fields)
+}
+
+async fn incidents_page(
+    state: &AppState,
+    p: &ItemsParams,
+    fields: Fields,
+    limit: u32,
+) -> Result<Page, AppError> {
+    p.only(
+        Collection::Incidents,
+        &["datetime", "service_code", "status"],
+    )?;
+    let filter = incident_filter(p, fields)?;
+    let after = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Uuid::parse_str(c)
+                .map_err(|_| AppError::bad_field("cursor", "is not a cursor this API gave"))
+        })
+        .transpose()?;
+    let mut rows = incidents::page(&state.pool, &filter, after, i64::from(limit) + 1).await?;
+    let matched = incidents::count(&state.pool, &filter).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let features = rows
+        .iter()
+        .map(|row| {
+            serde_json::to_value(IncidentFeature {
+                row,
+                catalogue: &state.catalogue,
+                fields,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AppError::internal)?;
+    Ok(Page {
+        next_cursor: more
+            .then(|| rows.last().map(|r| r.id.to_string()))
+            .flatten(),
+        features,
+        matched,
+    })
+}
+
+fn parse_bbox(p: &ItemsParams) -> Result<Option<BBox>, AppError> {
+    p.bbox
+        .as_deref()
+        .map(|b| BBox::parse(b).map_err(|m| AppError::bad_field("bbox", m)))
+        .transpose()
+}
+
+async fn areas_page(state: &AppState, p: &ItemsParams, limit: u32) -> Result<Page, AppError> {
+    p.only(Collection::Areas, &[])?;
+    let bbox = parse_bbox(p)?;
+    let mut rows =
+        store::areas_page(&state.pool, bbox, p.cursor.as_deref(), i64::from(limit) + 1).await?;
+    let matched = store::areas_count(&state.pool, bbox).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let features = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AppError::internal)?;
+    Ok(Page {
+        next_cursor: more.then(|| rows.last().map(|a| a.id.clone())).flatten(),
+        features,
+        matched,
+    })
+}
+
+async fn hotspots_page(
+    state: &AppState,
+    p: &ItemsParams,
+    fields: Fields,
+    limit: u32,
+) -> Result<Page, AppError> {
+    p.only(
+        Collection::Hotspots,
+        &["datetime", "service_code", "status", "resolution"],
+    )?;
+    let filter = incident_filter(p, fields)?;
+    let res = p.resolution()?;
+    let after = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<h3o::CellIndex>()
+                .map(u64::from)
+                .map_err(|_| AppError::bad_field("cursor", "is not a cursor this API gave"))
+        })
+        .transpose()?;
+    let counts = store::cell_counts(&state.pool, &filter).await?;
+    let cells = roll_up(&counts, res);
+    let matched = cells.len() as i64;
+    let range = match after {
+        Some(a) => cells.range(a + 1..),
+        None => cells.range(..),
+    };
+    let mut spots: Vec<Hotspot> = range
+        .take(limit as usize + 1)
+        .filter_map(|(cell, count)| {
+            h3o::CellIndex::try_from(*cell).ok().map(|cell| Hotspot {
+                cell,
+                count: *count,
+            })
+        })
+        .collect();
+    let more = spots.len() > limit as usize;
+    spots.truncate(limit as usize);
+    let features = spots
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AppError::internal)?;
+    Ok(Page {
+        next_cursor: more
+            .then(|| spots.last().map(|s| format!("{:x}", s.cell)))
+            .flatten(),
+        features,
+        matched,
+    })
+}
+
+/// `GET /ogc/collections/{id}/items/{fid}`.
+pub async fn item(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Path((id, fid)): Path<(String, String)>,
+    Query(p): Query<FormatParam>,
+) -> Result<Response, AppError> {
+    let out = Output::negotiate(p.f.as_deref(), &headers)?;
+    let c = Collection::parse(&id)?;
+    let fields = Fields::for_caller(&caller);
+    let not_found = AppError::NotFound("feature");
+    let mut doc = match c {
+        Collection::Incidents => {
+            let id = Uuid::parse_str(&fid).map_err(|_| AppError::NotFound("feature"))?;
+            let row = incidents::one(&state.pool, id, fields == Fields::Operational)
+                .await?
+                .ok_or(not_found)?;
+            serde_json::to_value(IncidentFeature {
+                row: &row,
+                catalogue: &state.catalogue,
+                fields,
+            })
+        }
+        Collection::Areas => {
+            let area = store::area(&state.pool, &fid).await?.ok_or(not_found)?;
+            serde_json::to_value(&area)
+        }
+        Collection::Hotspots => {
+            let cell = fid
+                .parse::<h3o::CellIndex>()
+                .ok()
+                .filter(|c| {
+                    u8::from(c.resolution()) >= super::model::MIN_HOTSPOT_RESOLUTION
+                        && u8::from(c.resolution()) <= 9
+                })
+                .ok_or(AppError::NotFound("feature"))?;
+            let counts = store::cell_counts(
+                &state.pool,
+                &incident_filter(&ItemsParams::default(), fields)?,
+            )
+            .await?;
+            let count = roll_up(&counts, cell.resolution())
+                .get(&u64::from(cell))
+                .copied()
+                .ok_or(not_found)?;
+            serde_json::to_value(Hotspot { cell, count })
+        }
+    }
+    .map_err(AppError::internal)?;
+    let href = format!("{}/collections/{}/items/{}", base(&state), c.id(), fid);
+    let mut links = self_links(&href, out, GEOJSON, "This feature");
+    links.push(Link::new(
+        format!("{}/collections/{}", base(&state), c.id()),
+        "collection",
+        JSON,
+        c.title(),
+    ));
+    doc["links"] = serde_json::to_value(links).map_err(AppError::internal)?;
+    Ok(respond(out, &format!("{} {fid}", c.title()), &doc, GEOJSON))
+}

@@ -1,0 +1,388 @@
+//! The live spatial index against `PostGIS`: same answers as `ST_DWithin` on geography over the
+//! LA sample (ties, antimeridian and poles included), readiness, and coherence between two
+//! citypin processes on one database.
+
+use std::time::{Duration, Instant};
+
+use citypin::app::{self, AppState};
+use citypin::config::Settings;
+use citypin::geo::Position;
+use citypin::spatial_index::{Filter, Hit, SpatialIndex};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, key, pothole, workspace};
+
+/// A seeded generator, so a failure names a reproducible case.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next()
+    }
+}
+
+/// Ids and distances `PostGIS` answers for the same question, on the sphere (`use_spheroid` =
+/// false: radius 6371008.8 m, as citypin's haversine).
+async fn postgis_nearby(
+    pool: &PgPool,
+    c: Position,
+    radius_m: Option<f64>,
+    limit: i64,
+) -> Vec<(Uuid, f64)> {
+    sqlx::query_as(
+        "WITH q AS (SELECT ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography AS g)
+         SELECT r.id, ST_Distance(r.location::geography, q.g, false) AS d
+         FROM reports r, q
+         WHERE NOT r.hidden AND ($3::float8 IS NULL OR ST_DWithin(r.location::geography, q.g, $3, false))
+         ORDER BY d, r.id LIMIT $4",
+    )
+    .bind(c.lon())
+    .bind(c.lat())
+    .bind(radius_m)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .expect("postgis query")
+}
+
+/// Same ids in the same order, where two neighbours may swap only if their distances are
+/// within 1 cm; a result cut by `limit` may differ only among ties with its last distance.
+fn assert_same(case: &str, index: &[Hit], postgis: &[(Uuid, f64)], limit: usize) {
+    assert_eq!(index.len(), postgis.len(), "{case}: result sizes differ");
+    let tol = 0.01;
+    let last = postgis.last().map_or(0.0, |p| p.1);
+    let cut = postgis.len() == limit;
+    for (i, (hit, (pg_id, pg_d))) in index.iter().zip(postgis).enumerate() {
+        assert!(
+            (hit.distance_m - pg_d).abs() < tol,
+            "{case}: rank {i}: index {} m, PostGIS {pg_d} m",
+            hit.distance_m
+        );
+        if hit.incident.id != *pg_id {
+            let in_tie = postgis
+                .iter()
+                .find(|(id, _)| *id == hit.incident.id)
+                .is_some_and(|(_, d)| (d - pg_d).abs() < tol);
+            let at_cut = cut && (hit.distance_m - last).abs() < tol;
+            assert!(
+                in_tie || at_cut,
+                "{case}: rank {i}: index has {} at {} m, PostGIS {pg_id} at {pg_d} m",
+                hit.incident.id,
+                hit.distance_m
+            );
+        }
+    }
+}
+
+async fn import_la_sample(app: &TestApp) {
+    let summary = citypin::import::import_file(
+        &app.pool,
+        &app.state.catalogue,
+        &workspace().join("data-samples/la311.csv"),
+        None,
+    )
+    .await
+    .expect("import");
+    assert!(summary.inserted > 20_000, "{summary}");
+    app.state
+        .spatial_index
+        .load(&app.pool, &app.state.catalogue)
+        .await
+        .expect("load");
+}
+
+async fn post_at(app: &TestApp, lon: f64, lat: f64) -> Uuid {
+    let mut body = pothole();
+    body["lon"] = json!(lon);
+    body["lat"] = json!(lat);
+    let (status, body) = app.post_report(&body, &key()).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("id").parse().expect("uuid")
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn nearby_and_k_nearest_answer_like_postgis_over_the_la_sample(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    import_la_sample(&app).await;
+    let index = &app.state.spatial_index;
+    let all = Filter::default();
+    // Many LA reports share coordinates: centre some queries exactly on them to hit ties.
+    let stacked: Vec<(f64, f64)> = sqlx::query_as(
+        "SELECT ST_X(location), ST_Y(location) FROM reports
+         GROUP BY location HAVING count(*) >= 5 ORDER BY count(*) DESC, 1, 2 LIMIT 40",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("stacked points");
+    assert!(stacked.len() >= 10, "the LA sample has stacked points");
+    let mut rng = Lcg(20_260_101);
+    for n in 0..240 {
+        let c = if n % 3 == 0 {
+            let (lon, lat) = stacked[n / 3 % stacked.len()];
+            Position::new(lon, lat).expect("stored position")
+        } else {
+            Position::new(rng.range(-118.65, -118.15), rng.range(33.72, 34.32)).expect("position")
+        };
+        // Log-uniform radii from 20 m to 5 km; limits small enough to cut through ties.
+        let radius = 20.0 * 250f64.powf(rng.next());
+        let limit = [5, 20, 100, 500][n % 4];
+        let case = format!("case {n}: centre {c}, radius {radius:.1} m, limit {limit}");
+        let got = index.nearby_matching(c, radius, limit, &all);
+        let want = postgis_nearby(&app.pool, c, Some(radius), limit as i64).await;
+        assert_same(&case, &got, &want, limit);
+        if n % 4 == 1 {
+            let got = index.nearest(c, 20, &all);
+            let want = postgis_nearby(&app.pool, c, None, 20).await;
+            assert_same(&format!("{case} (k = 20)"), &got, &want, 20);
+        }
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn nearby_answers_like_postgis_across_the_antimeridian_and_near_the_poles(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut rng = Lcg(7);
+    let spots = [(180.0, 0.0), (180.0, 65.0), (0.0, 89.999), (45.0, -89.999)];
+    for (lon0, lat0) in spots {
+        for _ in 0..25 {
+            let lat: f64 = (lat0 + rng.range(-0.004, 0.004)).clamp(-90.0, 90.0);
+            let mut lon: f64 = lon0 + rng.range(-0.02, 0.02);
+            if lat.abs() > 89.99 {
+                lon = rng.range(-180.0, 180.0);
+            }
+            if lon > 180.0 {
+                lon -= 360.0;
+            }
+            post_at(&app, lon, lat).await;
+        }
+        // Two reports on exactly the same spot: a tie PostGIS and the index must both break by id.
+        post_at(&app, lon0.min(179.9999), lat0).await;
+        post_at(&app, lon0.min(179.9999), lat0).await;
+    }
+    // The pole itself, at two longitudes that are the same point.
+    post_at(&app, 10.0, 90.0).await;
+    post_at(&app, -170.0, 90.0).await;
+    let index = &app.state.spatial_index;
+    let all = Filter::default();
+    for (lon0, lat0) in spots {
+        for n in 0..15 {
+            let lat = (lat0 + rng.range(-0.003, 0.003)).clamp(-90.0, 90.0);
+            let mut lon = lon0 + rng.range(-0.015, 0.015);
+            if lon > 180.0 {
+                lon -= 360.0;
+            }
+            let c = Position::new(lon, lat).expect("position");
+            let radius = 50.0 * 40f64.powf(rng.next());
+            let limit = if n % 2 == 0 { 10 } else { 200 };
+            let case = format!("centre {c}, radius {radius:.1} m, limit {limit}");
+            let want = postgis_nearby(&app.pool, c, Some(radius), limit as i64).await;
+            assert_same(
+                &case,
+                &index.nearby_matching(c, radius, limit, &all),
+                &want,
+                limit,
+            );
+            let want = postgis_nearby(&app.pool, c, None, 20).await;
+            assert_same(
+                &format!("{case} (k = 20)"),
+                &index.nearest(c, 20, &all),
+                &want,
+                20,
+            );
+        }
+    }
+    let pole = Position::new(0.0, 90.0).expect("pole");
+    assert!(index.nearby_matching(pole, 1.0, 10, &all).len() >= 2);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn nearby_endpoint_orders_like_postgis(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    import_la_sample(&app).await;
+    let c = Position::new(-118.2437, 34.0522).expect("position");
+    let (status, body) = app
+        .get_json(
+            "/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437&radius_m=1500&limit=100&status=all",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<(Uuid, f64)> = body["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().expect("id").parse().expect("uuid"),
+                f["properties"]["distance_m"].as_f64().expect("distance"),
+            )
+        })
+        .collect();
+    let want = postgis_nearby(&app.pool, c, Some(1500.0), 100).await;
+    assert_eq!(got.len(), want.len());
+    for ((id, d), (pg_id, pg_d)) in got.iter().zip(&want) {
+        // distance_m is rounded to the centimetre on the wire.
+        assert!((d - pg_d).abs() <= 0.006, "{id}: {d} vs {pg_d}");
+        if id != pg_id {
+            assert!(
+                want.iter()
+                    .any(|(w, wd)| w == id && (wd - pg_d).abs() < 0.01)
+            );
+        }
+    }
+}
+
+/// Polls `check` until it holds or `within` passes; returns whether it held.
+async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn feature_ids(body: &Value) -> Vec<String> {
+    body["features"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_report_posted_to_one_process_is_seen_by_another_within_a_second(pool: PgPool) {
+    // Reconciliation far off, so only LISTEN/NOTIFY can carry the change in time.
+    let slow = Settings {
+        reconcile_every: Duration::from_secs(3600),
+        ..Settings::default()
+    };
+    let a = TestApp::spawn_with(pool.clone(), slow.clone()).await;
+    let b = TestApp::spawn_with(pool, slow).await;
+    // Let B's listener connect: its first reconciliation runs right after it does.
+    let (_, body) = a.post_report(&pothole(), &key()).await;
+    let first = body["id"].as_str().expect("id").to_owned();
+    // status=all: the second pothole at the same spot is linked to the first as a duplicate.
+    let near = "/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437&radius_m=100&status=all";
+    assert!(
+        eventually(Duration::from_secs(5), async || feature_ids(
+            &b.get_json(near).await.1
+        )
+        .contains(&first))
+        .await
+    );
+    // Now B is listening: the next report must arrive within a second.
+    let (status, body) = a.post_report(&pothole(), &key()).await;
+    assert_eq!(status, 201);
+    let id = body["id"].as_str().expect("id").to_owned();
+    let posted = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(1), async || feature_ids(
+            &b.get_json(near).await.1
+        )
+        .contains(&id))
+        .await,
+        "B did not see A's report within 1 s"
+    );
+    tracing::info!(latency_ms = posted.elapsed().as_millis() as u64, "seen");
+    // A report hidden by moderation (a plain SQL update) leaves B's index too.
+    sqlx::query("UPDATE reports SET hidden = true WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&a.pool)
+        .await
+        .expect("hide");
+    assert!(
+        eventually(Duration::from_secs(1), async || !feature_ids(
+            &b.get_json(near).await.1
+        )
+        .contains(&id))
+        .await,
+        "B still shows a hidden report after 1 s"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn reconciliation_repairs_a_missed_notification(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let kept = post_at(&app, -118.25, 34.05).await;
+    // A second index on the same database that hears no notifications at all.
+    let deaf = SpatialIndex::new();
+    deaf.load(&pool, &app.state.catalogue).await.expect("load");
+    assert!(deaf.get(kept).is_some());
+    let missed = post_at(&app, -118.2501, 34.0501).await;
+    sqlx::query("UPDATE reports SET status = 'fixed' WHERE id = $1")
+        .bind(kept)
+        .execute(&pool)
+        .await
+        .expect("update");
+    sqlx::query("UPDATE reports SET hidden = true WHERE id = $1")
+        .bind(missed)
+        .execute(&pool)
+        .await
+        .expect("hide");
+    let brand_new = post_at(&app, -118.2502, 34.0502).await;
+    assert!(deaf.get(brand_new).is_none());
+    let read = deaf
+        .reconcile(&pool, &app.state.catalogue)
+        .await
+        .expect("reconcile");
+    assert!(read >= 3);
+    assert!(deaf.get(brand_new).is_some());
+    assert!(deaf.get(missed).is_none());
+    assert_eq!(
+        deaf.get(kept).expect("kept").status,
+        citypin::reports::model::Status::Fixed
+    );
+    assert_eq!(deaf.len(), app.state.spatial_index.len());
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn ready_is_unavailable_until_the_spatial_index_is_loaded(pool: PgPool) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = AppState::open(pool, Settings::default())
+        .await
+        .expect("open");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        let _ = app::serve(listener, served, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/health/ready");
+    let res = client.get(&url).send().await.expect("ready");
+    assert_eq!(res.status().as_u16(), 503);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["spatial_index"], "loading");
+    let live = client
+        .get(format!("http://{addr}/health/live"))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(live.status().as_u16(), 200);
+    state.load_spatial_index().await.expect("load");
+    let res = client.get(&url).send().await.expect("ready");
+    assert_eq!(res.status().as_u16(), 200);
+    let _ = tx.send(());
+}
