@@ -181,6 +181,15 @@ impl Compiled {
         Self { statuses, services }
     }
 
+    /// Whether only open statuses can match, so the open-only tree holds every candidate.
+    pub fn open_only(&self) -> bool {
+        let open = Status::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .fold(0u16, |m, s| m | (1 << (s as u8)));
+        self.statuses & !open == 0
+    }
+
     pub fn matches(&self, r: &Record) -> bool {
         self.statuses & (1 << r.status) != 0
             && self
