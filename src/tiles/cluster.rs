@@ -9,10 +9,9 @@
 //! the incidents in it — so the clusters of a tile add up to the incidents in the tile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::geo::TileCoord;
-use crate::spatial_index::Incident;
+use crate::spatial_index::Compact;
 
 /// Cells per tile side, as a power of two.
 pub const GRID_BITS: u8 = 4;
@@ -23,10 +22,11 @@ pub struct Cluster {
     pub count: u64,
     sum_x: f64,
     sum_y: f64,
-    /// Counts by service group, in first-seen order (there are about ten groups).
-    pub groups: Vec<(Arc<str>, u64)>,
+    /// Counts by service group (the index's name number), in first-seen order (there are
+    /// about ten groups).
+    pub groups: Vec<(u16, u64)>,
     /// The member, while there is only one: a lone incident is drawn as itself.
-    pub single: Option<Incident>,
+    pub single: Option<Compact>,
     /// The cell's column and row in the zoom `z + GRID_BITS` grid.
     pub cell: (u32, u32),
 }
@@ -55,13 +55,8 @@ pub struct Clusters {
 
 impl Clusters {
     /// Adds an incident already projected to `c`, clustering for zoom `z`.
-    pub fn add(&mut self, incident: &Incident, c: TileCoord, z: u8) {
-        let n = (1u64 << (z + GRID_BITS)) as f64;
-        let max = n - 1.0;
-        let cell = (
-            (c.x * n).floor().clamp(0.0, max) as u32,
-            (c.y * n).floor().clamp(0.0, max) as u32,
-        );
+    pub fn add(&mut self, incident: &Compact, c: TileCoord, z: u8) {
+        let cell = cell_of(c, z);
         let cl = self.cells.entry(cell).or_insert_with(|| Cluster {
             cell,
             ..Cluster::default()
@@ -69,19 +64,11 @@ impl Clusters {
         cl.count += 1;
         cl.sum_x += c.x;
         cl.sum_y += c.y;
-        cl.single = if cl.count == 1 {
-            Some(incident.clone())
-        } else {
-            None
-        };
-        if let Some(g) = cl
-            .groups
-            .iter_mut()
-            .find(|(g, _)| Arc::ptr_eq(g, &incident.group) || **g == *incident.group)
-        {
+        cl.single = if cl.count == 1 { Some(*incident) } else { None };
+        if let Some(g) = cl.groups.iter_mut().find(|(g, _)| *g == incident.group) {
             g.1 += 1;
         } else {
-            cl.groups.push((incident.group.clone(), 1));
+            cl.groups.push((incident.group, 1));
         }
     }
 
@@ -96,6 +83,16 @@ impl Clusters {
         v.sort_unstable_by_key(|c| c.cell);
         v
     }
+}
+
+/// The zoom-`z + GRID_BITS` grid cell holding `c`.
+pub fn cell_of(c: TileCoord, z: u8) -> (u32, u32) {
+    let n = (1u64 << (z + GRID_BITS)) as f64;
+    let max = n - 1.0;
+    (
+        (c.x * n).floor().clamp(0.0, max) as u32,
+        (c.y * n).floor().clamp(0.0, max) as u32,
+    )
 }
 
 /// The property key of a group's count: `count_` and the group in lower case, with anything
@@ -130,7 +127,18 @@ pub fn abbreviate(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::geo::{Position, TileId};
+    use crate::spatial_index::{Filter, Incident, SpatialIndex};
+
+    /// The incidents as the index hands them to a tile build.
+    fn compact(all: Vec<Incident>) -> Vec<Compact> {
+        let index = SpatialIndex::from_incidents(all);
+        let mut out = Vec::new();
+        index.visit_all_matching(&Filter::default(), |c| out.push(*c));
+        out
+    }
 
     fn incident(lon: f64, lat: f64, group: &str) -> Incident {
         Incident {
@@ -164,16 +172,18 @@ mod tests {
         // Points on both sides of the z10 tile edge through LA, a few metres apart.
         let t = TileId::containing(Position::new(-118.25, 34.05).unwrap(), 10);
         let edge = t.bbox().max_lon;
-        let pts: Vec<Incident> = (0..40)
-            .map(|i| {
-                let side = if i % 2 == 0 { -1.0 } else { 1.0 };
-                incident(
-                    edge + side * 1e-5 * f64::from(i + 1),
-                    34.05,
-                    if i % 3 == 0 { "Roads" } else { "Water" },
-                )
-            })
-            .collect();
+        let pts = compact(
+            (0..40)
+                .map(|i| {
+                    let side = if i % 2 == 0 { -1.0 } else { 1.0 };
+                    incident(
+                        edge + side * 1e-5 * f64::from(i + 1),
+                        34.05,
+                        if i % 3 == 0 { "Roads" } else { "Water" },
+                    )
+                })
+                .collect(),
+        );
         for z in [8u8, 9, 10, 11] {
             let mut by_tile: HashMap<TileId, Clusters> = HashMap::new();
             for p in &pts {
