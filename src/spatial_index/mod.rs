@@ -353,8 +353,8 @@ impl SpatialIndex {
             return false;
         }
         let was_visible = current.is_some_and(|(_, visible)| visible);
-        let old_position = if was_visible {
-            delta.live(id).or_else(|| base.find(id)).map(|r| r.position)
+        let was = if was_visible {
+            delta.live(id).or_else(|| base.find(id)).map(Compact::of)
         } else {
             None
         };
@@ -369,15 +369,19 @@ impl SpatialIndex {
                 .tree
                 .insert(DeltaEntry::new(unit_vector(r.position), id));
         }
-        let new_position = match &change {
-            Change::Live(r) => Some(r.position),
+        let now = match &change {
+            Change::Live(r) => Some(Compact::of(r)),
             Change::Gone(_) => None,
         };
         delta.changes.insert(id, change);
-        // Sent under the write lock: a reader that sees the change then reads the new state.
+        // Sent under the write lock: a reader that sees the change then reads the new state,
+        // and a snapshot taken under the read lock (`snapshot_matching`) sees each change
+        // either in its records or in its receiver, never both.
         self.changes.send(changes::Change::Incident {
-            old: old_position,
-            new: new_position,
+            old: was.map(|c| c.position),
+            new: now.map(|c| c.position),
+            was,
+            now,
         });
         match (was_visible, now_visible) {
             (false, true) => {
@@ -701,6 +705,45 @@ impl SpatialIndex {
                 f(&Compact::of(r));
             }
         });
+    }
+
+    /// Visits every visible incident passing `filter` and subscribes to the change feed in
+    /// one step: every later write is in the receiver and none already visited is. What a
+    /// standing aggregate over the index needs to start from. Writers wait for the visit.
+    pub fn snapshot_matching(
+        &self,
+        filter: &Filter,
+        mut f: impl FnMut(&Compact),
+    ) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        let compiled = Compiled::new(filter, &self.names);
+        let delta = self.read_delta();
+        let rx = self.changes.subscribe();
+        let base = self.base.load();
+        let masked = !delta.changes.is_empty();
+        for r in &base.records {
+            if compiled.matches(r) && !(masked && delta.changes.contains_key(&r.id)) {
+                f(&Compact::of(r));
+            }
+        }
+        for c in delta.changes.values() {
+            if let Change::Live(r) = c {
+                if compiled.matches(r) {
+                    f(&Compact::of(r));
+                }
+            }
+        }
+        rx
+    }
+
+    /// One visible incident as a [`Compact`].
+    pub fn compact(&self, id: Uuid) -> Option<Compact> {
+        let delta = self.read_delta();
+        let base = self.base.load();
+        match delta.changes.get(&id) {
+            Some(Change::Live(r)) => Some(Compact::of(r)),
+            Some(Change::Gone(_)) => None,
+            None => base.find(id).map(Compact::of),
+        }
     }
 
     /// The interned service codes and group names that [`Compact`] indexes into. Names are

@@ -9,6 +9,7 @@ use super::cluster::{self, Clusters};
 use super::hotspots::{self, HotspotCounts};
 use super::model::TileFilter;
 use super::mvt::{self, EXTENT, LayerBuilder, Prop};
+use super::pyramid::Pyramid;
 use crate::geo::{TileCoord, TileId};
 use crate::spatial_index::{Compact, SpatialIndex};
 
@@ -25,8 +26,37 @@ pub const INCIDENTS: &str = "incidents";
 pub const CLUSTERS: &str = "clusters";
 pub const HOTSPOTS: &str = "hotspots";
 
-/// Builds the tile's MVT bytes (empty layers are left out, so an empty tile is zero bytes).
-/// `today` fixes `age_days`, so a cached tile is stale the next day.
+/// Builds the tile's MVT bytes (empty layers are left out, so an empty tile is zero bytes),
+/// from the low-zoom pyramid when it can serve the tile, else by a scan of the index.
+pub fn build_tile_with(
+    index: &SpatialIndex,
+    pyramid: &Arc<Pyramid>,
+    tile: TileId,
+    filter: &TileFilter,
+    today: NaiveDate,
+) -> Vec<u8> {
+    let Some((clusters, hotspots)) = pyramid.tile(tile, filter) else {
+        return build_tile(index, tile, filter, today);
+    };
+    let names = index.names();
+    let mut hot = LayerBuilder::new(HOTSPOTS);
+    hotspots.write(tile, &mut hot);
+    let mut cluster_layer = LayerBuilder::new(CLUSTERS);
+    let mut point_layer = LayerBuilder::new(INCIDENTS);
+    write_clusters(
+        &mut cluster_layer,
+        &mut point_layer,
+        tile,
+        clusters,
+        &names,
+        today,
+    );
+    mvt::encode(vec![hot, cluster_layer, point_layer])
+}
+
+/// Builds the tile's MVT bytes by a scan of the index (any filter, any zoom). Empty layers
+/// are left out, so an empty tile is zero bytes. `today` fixes `age_days`, so a cached tile
+/// is stale the next day.
 pub fn build_tile(
     index: &SpatialIndex,
     tile: TileId,

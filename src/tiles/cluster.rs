@@ -16,12 +16,24 @@ use crate::spatial_index::Compact;
 /// Cells per tile side, as a power of two.
 pub const GRID_BITS: u8 = 4;
 
+/// Fixed-point units across Web Mercator's unit square (2^48: far finer than a tile pixel at
+/// any zoom, and a million sums fit in a `u128` many times over).
+const FIXED: f64 = (1u64 << 48) as f64;
+
+fn fixed(v: f64) -> u128 {
+    u128::from((v.clamp(0.0, 1.0) * FIXED) as u64)
+}
+
 /// One occupied grid cell.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
     pub count: u64,
-    sum_x: f64,
-    sum_y: f64,
+    /// Sums of the members' positions in fixed point (`FIXED` units across the unit square):
+    /// exact, so adding and removing members in any order gives the same centre.
+    sum_x: u128,
+    sum_y: u128,
+    /// The XOR of the members' ids: the remaining member's id once only one is left.
+    pub id_xor: u128,
     /// Counts by service group (the index's name number), in first-seen order (there are
     /// about ten groups).
     pub groups: Vec<(u16, u64)>,
@@ -34,10 +46,10 @@ pub struct Cluster {
 impl Cluster {
     /// The members' mean position in Web Mercator's unit square.
     pub fn centre(&self) -> TileCoord {
-        let n = self.count.max(1) as f64;
+        let n = u128::from(self.count.max(1));
         TileCoord {
-            x: self.sum_x / n,
-            y: self.sum_y / n,
+            x: (self.sum_x / n) as f64 / FIXED,
+            y: (self.sum_y / n) as f64 / FIXED,
         }
     }
 
@@ -62,14 +74,44 @@ impl Clusters {
             ..Cluster::default()
         });
         cl.count += 1;
-        cl.sum_x += c.x;
-        cl.sum_y += c.y;
+        cl.sum_x += fixed(c.x);
+        cl.sum_y += fixed(c.y);
+        cl.id_xor ^= incident.id.as_u128();
         cl.single = if cl.count == 1 { Some(*incident) } else { None };
         if let Some(g) = cl.groups.iter_mut().find(|(g, _)| *g == incident.group) {
             g.1 += 1;
         } else {
             cl.groups.push((incident.group, 1));
         }
+    }
+
+    /// Takes away an incident added before with the same `c` and `z`. The lone member left
+    /// behind is not known here (`single` stays `None`): its id is `id_xor`.
+    pub fn remove(&mut self, incident: &Compact, c: TileCoord, z: u8) {
+        let cell = cell_of(c, z);
+        let Some(cl) = self.cells.get_mut(&cell) else {
+            return;
+        };
+        cl.count = cl.count.saturating_sub(1);
+        if cl.count == 0 {
+            self.cells.remove(&cell);
+            return;
+        }
+        cl.sum_x = cl.sum_x.saturating_sub(fixed(c.x));
+        cl.sum_y = cl.sum_y.saturating_sub(fixed(c.y));
+        cl.id_xor ^= incident.id.as_u128();
+        cl.single = None;
+        if let Some(at) = cl.groups.iter().position(|(g, _)| *g == incident.group) {
+            cl.groups[at].1 -= 1;
+            if cl.groups[at].1 == 0 {
+                cl.groups.remove(at);
+            }
+        }
+    }
+
+    /// The cluster in one grid cell, if occupied.
+    pub fn get(&self, cell: (u32, u32)) -> Option<&Cluster> {
+        self.cells.get(&cell)
     }
 
     /// Every incident added so far.

@@ -151,6 +151,11 @@ impl TileFilter {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
     }
 
+    /// The status part of the filter.
+    pub fn shows_status(&self, s: Status) -> bool {
+        self.statuses.contains(&s)
+    }
+
     /// Whether this is the default filter (every status but `duplicate`, any service, any time).
     pub fn is_default(&self) -> bool {
         *self == Self::default()
