@@ -14,9 +14,10 @@ use chrono::{TimeDelta, Utc};
 use citypin::geo::{Position, REPORT_H3_RESOLUTION, TileId};
 use citypin::reports::model::Status;
 use citypin::spatial_index::{Incident, SpatialIndex};
-use citypin::tiles::build::build_tile;
+use citypin::tiles::build::{build_tile, build_tile_with};
 use citypin::tiles::cache::CachedTile;
 use citypin::tiles::model::TileFilter;
+use citypin::tiles::pyramid::Pyramid;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// 1,000,000 under `cargo bench`; a small smoke run under `cargo test --all-targets` (which
@@ -205,6 +206,25 @@ fn postgis_tile(
     .expect("ST_AsMVT")
 }
 
+/// The low-zoom pyramid, built as the server builds it after a load (off the request path);
+/// timed here by hand, as three runs of a one-second job.
+fn built_pyramid(index: &Arc<SpatialIndex>, n_total: usize) -> Arc<Pyramid> {
+    let pyramid = Arc::new(Pyramid::new(index.clone()));
+    let mut rebuilds: Vec<Duration> = (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            pyramid.rebuild();
+            started.elapsed()
+        })
+        .collect();
+    rebuilds.sort();
+    eprintln!(
+        "pyramid rebuild of {n_total} incidents (off the request path): median {:?} of {rebuilds:?}",
+        rebuilds[1]
+    );
+    pyramid
+}
+
 fn tiles(c: &mut Criterion) {
     let n_total = n_incidents();
     let all = incidents(n_total);
@@ -218,7 +238,10 @@ fn tiles(c: &mut Criterion) {
     );
     let filter = TileFilter::default();
     let today = Utc::now().date_naive();
-    let cold = |t: TileId| CachedTile::new(build_tile(&index, t, &filter, today), today);
+    let pyramid = built_pyramid(&index, n_total);
+    let cold =
+        |t: TileId| CachedTile::new(build_tile_with(&index, &pyramid, t, &filter, today), today);
+    let cold_scan = |t: TileId| CachedTile::new(build_tile(&index, t, &filter, today), today);
 
     // The 500 KB rule (not timed): the densest tile of every zoom.
     for z in 0..=16u8 {
@@ -276,11 +299,21 @@ fn tiles(c: &mut Criterion) {
             b.iter(|| black_box(postgis_tile(&rt, pool, POSTGIS_CLUSTERS, t10)));
         });
     }
-    // citypin keeps no standing cluster index to rebuild: clusters are computed per tile from
-    // the live index. The closest cost is clustering every incident at once: the z0 tile.
+    // The scan path of the same tile: what a non-default filter (or a pyramid being rebuilt)
+    // costs.
+    g.bench_function(
+        "citypin cold z10 clusters by scan (non-default filter path)",
+        |b| {
+            b.iter(|| black_box(cold_scan(t10)));
+        },
+    );
     let world = TileId::new(0, 0, 0).expect("z0");
     g.bench_function("citypin cold z0 (every incident clustered)", |b| {
         b.iter(|| black_box(cold(world)));
+    });
+    // The z14 tile split into its parts: the scan + MVT encoding, and gzip + ETag on top.
+    g.bench_function("citypin z14 build only (no gzip)", |b| {
+        b.iter(|| black_box(build_tile(&index, t14, &filter, today)));
     });
     // Freshness: a write, then the next fetch of its tile (rebuilt, as the cache dropped it).
     let mut moving = all[1].clone();

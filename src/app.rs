@@ -25,6 +25,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub photos: Arc<Photos>,
     pub tile_cache: Arc<TileCache>,
+    pub tile_pyramid: Arc<crate::tiles::pyramid::Pyramid>,
 }
 
 impl AppState {
@@ -51,7 +52,9 @@ impl AppState {
             crate::tiles::cache::DEFAULT_MAX_BYTES,
             spatial_index.subscribe(),
         ));
+        let tile_pyramid = Arc::new(crate::tiles::pyramid::Pyramid::new(spatial_index.clone()));
         Ok(Self {
+            tile_pyramid,
             photos,
             pool,
             settings: Arc::new(settings),
@@ -70,6 +73,7 @@ impl AppState {
             .load(&self.pool, &self.catalogue)
             .await
             .map_err(|e| format!("could not load the spatial index: {e}"))?;
+        self.tile_pyramid.warm();
         tracing::info!(
             incidents = n,
             duration_ms = started.elapsed().as_millis() as u64,
@@ -87,6 +91,7 @@ impl AppState {
             self.catalogue.clone(),
             self.settings.reconcile_every,
         );
+        crate::tiles::pyramid::spawn_keeper(&self.tile_pyramid);
     }
 }
 

@@ -3,15 +3,20 @@
 
 use tokio::sync::broadcast;
 
+use super::Compact;
 use crate::geo::Position;
 
 /// What one write did to the index.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Change {
     /// An incident appeared at `new`, left `old`, or changed (both; equal if it did not move).
+    /// `was` and `now` are the visible versions before and after, for standing aggregates
+    /// (the tiles' low-zoom pyramid) that subtract the old and add the new.
     Incident {
         old: Option<Position>,
         new: Option<Position>,
+        was: Option<Compact>,
+        now: Option<Compact>,
     },
     /// The whole content was replaced: every cached view is stale.
     Reloaded,

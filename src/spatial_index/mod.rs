@@ -71,6 +71,43 @@ impl Incident {
     }
 }
 
+/// What a tile needs of one incident, copied from the compact record without allocating:
+/// names are indices into [`SpatialIndex::names`], times microseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compact {
+    pub id: Uuid,
+    pub position: Position,
+    pub h3_cell: u64,
+    pub requested_us: i64,
+    pub supporters: i32,
+    reference: [u8; 12],
+    pub service: u16,
+    pub group: u16,
+    pub status: Status,
+}
+
+impl Compact {
+    fn of(r: &Record) -> Self {
+        Self {
+            id: r.id,
+            position: r.position,
+            h3_cell: r.h3_cell,
+            requested_us: r.requested_us,
+            supporters: r.supporters,
+            reference: r.reference,
+            service: r.service,
+            group: r.group,
+            status: r.status(),
+        }
+    }
+
+    /// The public reference (`CP-XXXX-XXXX`), borrowed from the record's bytes.
+    pub fn reference(&self) -> &str {
+        let len = self.reference.iter().position(|b| *b == 0).unwrap_or(12);
+        std::str::from_utf8(&self.reference[..len]).unwrap_or("")
+    }
+}
+
 /// The group a service belongs to, `Other` for codes the catalogue no longer has.
 pub(crate) fn group_of<'a>(catalogue: &'a Catalogue, code: &str) -> &'a str {
     catalogue.get(code).map_or("Other", |s| s.group.as_str())
@@ -326,8 +363,8 @@ impl SpatialIndex {
             return false;
         }
         let was_visible = current.is_some_and(|(_, visible)| visible);
-        let old_position = if was_visible {
-            delta.live(id).or_else(|| base.find(id)).map(|r| r.position)
+        let was = if was_visible {
+            delta.live(id).or_else(|| base.find(id)).map(Compact::of)
         } else {
             None
         };
@@ -342,15 +379,19 @@ impl SpatialIndex {
                 .tree
                 .insert(DeltaEntry::new(unit_vector(r.position), id));
         }
-        let new_position = match &change {
-            Change::Live(r) => Some(r.position),
+        let now = match &change {
+            Change::Live(r) => Some(Compact::of(r)),
             Change::Gone(_) => None,
         };
         delta.changes.insert(id, change);
-        // Sent under the write lock: a reader that sees the change then reads the new state.
+        // Sent under the write lock: a reader that sees the change then reads the new state,
+        // and a snapshot taken under the read lock (`snapshot_matching`) sees each change
+        // either in its records or in its receiver, never both.
         self.changes.send(changes::Change::Incident {
-            old: old_position,
-            new: new_position,
+            old: was.map(|c| c.position),
+            new: now.map(|c| c.position),
+            was,
+            now,
         });
         match (was_visible, now_visible) {
             (false, true) => {
@@ -666,6 +707,74 @@ impl SpatialIndex {
         out
     }
 
+    /// Visits every visible incident inside `bbox` that passes `filter`, as a [`Compact`]
+    /// copied from the stored record: no strings are built, so a tile can walk hundreds of
+    /// thousands of them. Delta entries mask the base's copies, as in every other query.
+    /// Names (`service`, `group`) are indices into [`Self::names`].
+    pub fn visit_matching(&self, bbox: &BBox, filter: &Filter, mut f: impl FnMut(&Compact)) {
+        let compiled = Compiled::new(filter, &self.names);
+        self.for_each_in_bbox(bbox, |r| {
+            if compiled.matches(r) {
+                f(&Compact::of(r));
+            }
+        });
+    }
+
+    /// Visits every visible incident passing `filter`, like [`Self::visit_matching`].
+    pub fn visit_all_matching(&self, filter: &Filter, mut f: impl FnMut(&Compact)) {
+        let compiled = Compiled::new(filter, &self.names);
+        self.for_each(|r| {
+            if compiled.matches(r) {
+                f(&Compact::of(r));
+            }
+        });
+    }
+
+    /// Visits every visible incident passing `filter` and subscribes to the change feed in
+    /// one step: every later write is in the receiver and none already visited is. What a
+    /// standing aggregate over the index needs to start from. Writers wait for the visit.
+    pub fn snapshot_matching(
+        &self,
+        filter: &Filter,
+        mut f: impl FnMut(&Compact),
+    ) -> tokio::sync::broadcast::Receiver<changes::Change> {
+        let compiled = Compiled::new(filter, &self.names);
+        let delta = self.read_delta();
+        let rx = self.changes.subscribe();
+        let base = self.base.load();
+        let masked = !delta.changes.is_empty();
+        for r in &base.records {
+            if compiled.matches(r) && !(masked && delta.changes.contains_key(&r.id)) {
+                f(&Compact::of(r));
+            }
+        }
+        for c in delta.changes.values() {
+            if let Change::Live(r) = c {
+                if compiled.matches(r) {
+                    f(&Compact::of(r));
+                }
+            }
+        }
+        rx
+    }
+
+    /// One visible incident as a [`Compact`].
+    pub fn compact(&self, id: Uuid) -> Option<Compact> {
+        let delta = self.read_delta();
+        let base = self.base.load();
+        match delta.changes.get(&id) {
+            Some(Change::Live(r)) => Some(Compact::of(r)),
+            Some(Change::Gone(_)) => None,
+            None => base.find(id).map(Compact::of),
+        }
+    }
+
+    /// The interned service codes and group names that [`Compact`] indexes into. Names are
+    /// only ever appended, so a table taken after a visit resolves every index it saw.
+    pub fn names(&self) -> Arc<Vec<Arc<str>>> {
+        self.names.table().clone()
+    }
+
     /// Incidents per H3 cell at `res` (coarser than or equal to the stored resolution 9; a
     /// finer one counts the stored cells) for those passing `filter`, optionally inside `bbox`.
     /// Computed from the records on demand: a pass over a million takes tens of milliseconds,
@@ -945,6 +1054,35 @@ mod tests {
         want.sort();
         assert_eq!(ids, want);
         assert_eq!(idx.in_bbox_matching(&b, &Filter::open()).len(), 2);
+    }
+
+    #[test]
+    fn visiting_compact_records_sees_the_delta_instead_of_the_base_copies() {
+        let moved = incident(-118.25, 34.05, 1);
+        let hidden = incident(-118.251, 34.051, 2);
+        let stays = incident(-118.252, 34.052, 3);
+        let idx = SpatialIndex::from_incidents(vec![moved.clone(), hidden.clone(), stays.clone()]);
+        let mut away = moved.clone();
+        away.position = Position::new(-117.0, 33.0).unwrap();
+        away.change_seq = 10;
+        idx.upsert(away);
+        idx.remove_at(hidden.id, 10);
+        let mut fixed = incident(-118.2505, 34.0505, 11);
+        fixed.status = Status::Fixed;
+        idx.upsert(fixed.clone());
+        let b = BBox::parse("-118.3,34,-118.2,34.1").unwrap();
+        let mut seen = Vec::new();
+        idx.visit_matching(&b, &Filter::default(), |c| seen.push(*c));
+        seen.sort_by_key(|c| c.id);
+        let mut want = vec![stays.id, fixed.id];
+        want.sort();
+        assert_eq!(seen.iter().map(|c| c.id).collect::<Vec<_>>(), want);
+        let s = seen.iter().find(|c| c.id == stays.id).unwrap();
+        assert_eq!(s.reference(), &*stays.reference);
+        assert_eq!(&*idx.names()[usize::from(s.group)], &*stays.group);
+        let mut open = 0;
+        idx.visit_matching(&b, &Filter::open(), |_| open += 1);
+        assert_eq!(open, 1);
     }
 
     #[test]

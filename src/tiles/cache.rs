@@ -162,7 +162,7 @@ impl Inner {
     fn apply_changes(&mut self) {
         loop {
             match self.changes.try_recv() {
-                Ok(Change::Incident { old, new }) => {
+                Ok(Change::Incident { old, new, .. }) => {
                     for p in old.into_iter().chain(new) {
                         self.invalidate_around(p);
                     }
@@ -270,6 +270,8 @@ mod tests {
         feed.send(Change::Incident {
             old: None,
             new: Some(here),
+            was: None,
+            now: None,
         });
         for z in [5u8, 10, 14, 16] {
             assert!(cache.get(tile_at(here, z), "", day()).is_none(), "z{z}");
@@ -320,6 +322,8 @@ mod tests {
                 feed.send(Change::Incident {
                     old: Some(p),
                     new: None,
+                    was: None,
+                    now: None,
                 });
                 for t in read_p {
                     assert!(cache.get(t, "", day()).is_none(), "{t} read {p}");
@@ -338,6 +342,8 @@ mod tests {
         feed.send(Change::Incident {
             old: Some(here),
             new: Some(here),
+            was: None,
+            now: None,
         });
         cache.insert(t, "", &Arc::new(CachedTile::new(vec![1], day())), epoch);
         assert!(cache.is_empty());

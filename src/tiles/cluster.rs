@@ -9,24 +9,36 @@
 //! the incidents in it — so the clusters of a tile add up to the incidents in the tile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::geo::TileCoord;
-use crate::spatial_index::Incident;
+use crate::spatial_index::Compact;
 
 /// Cells per tile side, as a power of two.
 pub const GRID_BITS: u8 = 4;
+
+/// Fixed-point units across Web Mercator's unit square (2^48: far finer than a tile pixel at
+/// any zoom, and a million sums fit in a `u128` many times over).
+const FIXED: f64 = (1u64 << 48) as f64;
+
+fn fixed(v: f64) -> u128 {
+    u128::from((v.clamp(0.0, 1.0) * FIXED) as u64)
+}
 
 /// One occupied grid cell.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
     pub count: u64,
-    sum_x: f64,
-    sum_y: f64,
-    /// Counts by service group, in first-seen order (there are about ten groups).
-    pub groups: Vec<(Arc<str>, u64)>,
+    /// Sums of the members' positions in fixed point (`FIXED` units across the unit square):
+    /// exact, so adding and removing members in any order gives the same centre.
+    sum_x: u128,
+    sum_y: u128,
+    /// The XOR of the members' ids: the remaining member's id once only one is left.
+    pub id_xor: u128,
+    /// Counts by service group (the index's name number), in first-seen order (there are
+    /// about ten groups).
+    pub groups: Vec<(u16, u64)>,
     /// The member, while there is only one: a lone incident is drawn as itself.
-    pub single: Option<Incident>,
+    pub single: Option<Compact>,
     /// The cell's column and row in the zoom `z + GRID_BITS` grid.
     pub cell: (u32, u32),
 }
@@ -34,10 +46,10 @@ pub struct Cluster {
 impl Cluster {
     /// The members' mean position in Web Mercator's unit square.
     pub fn centre(&self) -> TileCoord {
-        let n = self.count.max(1) as f64;
+        let n = u128::from(self.count.max(1));
         TileCoord {
-            x: self.sum_x / n,
-            y: self.sum_y / n,
+            x: (self.sum_x / n) as f64 / FIXED,
+            y: (self.sum_y / n) as f64 / FIXED,
         }
     }
 
@@ -55,34 +67,51 @@ pub struct Clusters {
 
 impl Clusters {
     /// Adds an incident already projected to `c`, clustering for zoom `z`.
-    pub fn add(&mut self, incident: &Incident, c: TileCoord, z: u8) {
-        let n = (1u64 << (z + GRID_BITS)) as f64;
-        let max = n - 1.0;
-        let cell = (
-            (c.x * n).floor().clamp(0.0, max) as u32,
-            (c.y * n).floor().clamp(0.0, max) as u32,
-        );
+    pub fn add(&mut self, incident: &Compact, c: TileCoord, z: u8) {
+        let cell = cell_of(c, z);
         let cl = self.cells.entry(cell).or_insert_with(|| Cluster {
             cell,
             ..Cluster::default()
         });
         cl.count += 1;
-        cl.sum_x += c.x;
-        cl.sum_y += c.y;
-        cl.single = if cl.count == 1 {
-            Some(incident.clone())
-        } else {
-            None
-        };
-        if let Some(g) = cl
-            .groups
-            .iter_mut()
-            .find(|(g, _)| Arc::ptr_eq(g, &incident.group) || **g == *incident.group)
-        {
+        cl.sum_x += fixed(c.x);
+        cl.sum_y += fixed(c.y);
+        cl.id_xor ^= incident.id.as_u128();
+        cl.single = if cl.count == 1 { Some(*incident) } else { None };
+        if let Some(g) = cl.groups.iter_mut().find(|(g, _)| *g == incident.group) {
             g.1 += 1;
         } else {
-            cl.groups.push((incident.group.clone(), 1));
+            cl.groups.push((incident.group, 1));
         }
+    }
+
+    /// Takes away an incident added before with the same `c` and `z`. The lone member left
+    /// behind is not known here (`single` stays `None`): its id is `id_xor`.
+    pub fn remove(&mut self, incident: &Compact, c: TileCoord, z: u8) {
+        let cell = cell_of(c, z);
+        let Some(cl) = self.cells.get_mut(&cell) else {
+            return;
+        };
+        cl.count = cl.count.saturating_sub(1);
+        if cl.count == 0 {
+            self.cells.remove(&cell);
+            return;
+        }
+        cl.sum_x = cl.sum_x.saturating_sub(fixed(c.x));
+        cl.sum_y = cl.sum_y.saturating_sub(fixed(c.y));
+        cl.id_xor ^= incident.id.as_u128();
+        cl.single = None;
+        if let Some(at) = cl.groups.iter().position(|(g, _)| *g == incident.group) {
+            cl.groups[at].1 -= 1;
+            if cl.groups[at].1 == 0 {
+                cl.groups.remove(at);
+            }
+        }
+    }
+
+    /// The cluster in one grid cell, if occupied.
+    pub fn get(&self, cell: (u32, u32)) -> Option<&Cluster> {
+        self.cells.get(&cell)
     }
 
     /// Every incident added so far.
@@ -96,6 +125,16 @@ impl Clusters {
         v.sort_unstable_by_key(|c| c.cell);
         v
     }
+}
+
+/// The zoom-`z + GRID_BITS` grid cell holding `c`.
+pub fn cell_of(c: TileCoord, z: u8) -> (u32, u32) {
+    let n = (1u64 << (z + GRID_BITS)) as f64;
+    let max = n - 1.0;
+    (
+        (c.x * n).floor().clamp(0.0, max) as u32,
+        (c.y * n).floor().clamp(0.0, max) as u32,
+    )
 }
 
 /// The property key of a group's count: `count_` and the group in lower case, with anything
@@ -130,7 +169,18 @@ pub fn abbreviate(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::geo::{Position, TileId};
+    use crate::spatial_index::{Filter, Incident, SpatialIndex};
+
+    /// The incidents as the index hands them to a tile build.
+    fn compact(all: Vec<Incident>) -> Vec<Compact> {
+        let index = SpatialIndex::from_incidents(all);
+        let mut out = Vec::new();
+        index.visit_all_matching(&Filter::default(), |c| out.push(*c));
+        out
+    }
 
     fn incident(lon: f64, lat: f64, group: &str) -> Incident {
         Incident {
@@ -164,16 +214,18 @@ mod tests {
         // Points on both sides of the z10 tile edge through LA, a few metres apart.
         let t = TileId::containing(Position::new(-118.25, 34.05).unwrap(), 10);
         let edge = t.bbox().max_lon;
-        let pts: Vec<Incident> = (0..40)
-            .map(|i| {
-                let side = if i % 2 == 0 { -1.0 } else { 1.0 };
-                incident(
-                    edge + side * 1e-5 * f64::from(i + 1),
-                    34.05,
-                    if i % 3 == 0 { "Roads" } else { "Water" },
-                )
-            })
-            .collect();
+        let pts = compact(
+            (0..40)
+                .map(|i| {
+                    let side = if i % 2 == 0 { -1.0 } else { 1.0 };
+                    incident(
+                        edge + side * 1e-5 * f64::from(i + 1),
+                        34.05,
+                        if i % 3 == 0 { "Roads" } else { "Water" },
+                    )
+                })
+                .collect(),
+        );
         for z in [8u8, 9, 10, 11] {
             let mut by_tile: HashMap<TileId, Clusters> = HashMap::new();
             for p in &pts {

@@ -57,6 +57,11 @@ impl HotspotCounts {
         }
     }
 
+    /// Counts kept elsewhere (the pyramid), at resolution `res`.
+    pub fn from_counts(res: Resolution, counts: HashMap<CellIndex, u64>) -> Self {
+        Self { res, counts }
+    }
+
     /// Counts an incident by its stored resolution-9 cell.
     pub fn add(&mut self, h3_cell: u64) {
         if let Some(parent) = CellIndex::try_from(h3_cell)

@@ -37,10 +37,11 @@ pub async fn tile(
     } else {
         let epoch = state.tile_cache.epoch();
         let index = state.spatial_index.clone();
+        let pyramid = state.tile_pyramid.clone();
         // Encoding a dense tile is CPU work: keep it off the async threads.
         let built = tokio::task::spawn_blocking(move || {
             Arc::new(CachedTile::new(
-                build::build_tile(&index, tile, &filter, today),
+                build::build_tile_with(&index, &pyramid, tile, &filter, today),
                 today,
             ))
         })

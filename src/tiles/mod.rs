@@ -1,7 +1,7 @@
 //! Vector tiles (MVT) of the live index — incidents, clusters and H3 hotspots — with a cache
 //! that each write invalidates, so a report accepted now shows in the next fetch of its tile.
 //!
-//! Building (`build`, with `cluster`, `hotspots` and the `mvt` encoding), caching (`cache`)
+//! Building (`build`, with `cluster`, `hotspots`, the low-zoom `pyramid` and the `mvt` encoding), caching (`cache`)
 //! and serving (`http`) are apart; the query filter lives in `model`.
 
 pub mod build;
@@ -11,6 +11,7 @@ pub mod hotspots;
 pub mod http;
 pub mod model;
 pub mod mvt;
+pub mod pyramid;
 
 use axum::Router;
 use axum::routing::get;

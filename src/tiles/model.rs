@@ -133,6 +133,34 @@ impl TileFilter {
             && self.end.is_none_or(|e| i.requested_at <= e)
     }
 
+    /// The status and service part of the filter, for the index's compact-record visitor;
+    /// `None` when it keeps nothing (the index reads an empty status list as "any").
+    pub fn index_filter(&self) -> Option<crate::spatial_index::Filter> {
+        (!self.statuses.is_empty()).then(|| crate::spatial_index::Filter {
+            statuses: self.statuses.clone(),
+            service_codes: self.service_codes.clone(),
+        })
+    }
+
+    /// The time part of the filter, on a request time in microseconds since the epoch.
+    pub fn keep_time(&self, requested_us: i64) -> bool {
+        if self.start.is_none() && self.end.is_none() {
+            return true;
+        }
+        let t = DateTime::from_timestamp_micros(requested_us).unwrap_or_default();
+        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
+    }
+
+    /// The status part of the filter.
+    pub fn shows_status(&self, s: Status) -> bool {
+        self.statuses.contains(&s)
+    }
+
+    /// Whether this is the default filter (every status but `duplicate`, any service, any time).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// The canonical query string (empty for the default filter): equal filters give equal
     /// strings, so it keys the cache and is passed through to the TileJSON `tiles` URL.
     pub fn query_string(&self) -> String {

@@ -72,6 +72,8 @@ pub enum GeomType {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prop<'a> {
     Str(&'a str),
+    /// A string no other feature shares (an id): stored without looking it up.
+    Unique(&'a str),
     UInt(u64),
     Double(f64),
 }
@@ -135,12 +137,13 @@ impl LayerBuilder {
             let next = self.layer.values.len() as u32;
             let (vi, is_new) = match v {
                 Prop::Str(s) => intern(&mut self.strings, *s, next),
+                Prop::Unique(_) => (next, true),
                 Prop::UInt(u) => intern(&mut self.uints, u, next),
                 Prop::Double(d) => intern(&mut self.doubles, &d.to_bits(), next),
             };
             if is_new {
                 self.layer.values.push(match v {
-                    Prop::Str(s) => Value {
+                    Prop::Str(s) | Prop::Unique(s) => Value {
                         string_value: Some((*s).to_owned()),
                         ..Value::default()
                     },
