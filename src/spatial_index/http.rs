@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::Hit;
 use crate::app::AppState;
+use crate::auth::{Caller, Role};
 use crate::error::{AppError, FieldError, Query};
 use crate::reports::model::{Status, parse_position};
 
@@ -29,6 +30,17 @@ pub struct NearbyParams {
     limit: Option<usize>,
     status: Option<String>,
     service_code: Option<String>,
+    source: Option<String>,
+}
+
+/// Where a nearby query is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The live in-memory index: the serving path.
+    Index,
+    /// The same query in `PostGIS`: for verifying the index and as the benchmark baseline.
+    /// Staff only, since a public slow path invites abuse.
+    Postgis,
 }
 
 /// A parsed nearby query.
@@ -38,6 +50,7 @@ pub struct NearbyQuery {
     pub limit: usize,
     pub statuses: Vec<Status>,
     pub service_codes: Vec<String>,
+    pub source: Source,
 }
 
 impl NearbyParams {
@@ -70,6 +83,14 @@ impl NearbyParams {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        let source = match self.source.as_deref().unwrap_or("index") {
+            "index" => Source::Index,
+            "postgis" => Source::Postgis,
+            _ => {
+                errors.push(FieldError::new("source", "must be index or postgis"));
+                Source::Index
+            }
+        };
         match center {
             Some(center) if errors.is_empty() => Ok(NearbyQuery {
                 center,
@@ -77,6 +98,7 @@ impl NearbyParams {
                 limit,
                 statuses,
                 service_codes,
+                source,
             }),
             _ => Err(AppError::BadRequest {
                 detail: errors
@@ -92,9 +114,32 @@ impl NearbyParams {
 
 async fn nearby(
     State(state): State<AppState>,
+    caller: Caller,
     Query(params): Query<NearbyParams>,
 ) -> Result<Response, AppError> {
     let q = params.parse()?;
+    if q.source == Source::Postgis {
+        caller.require(
+            |r| matches!(r, Role::Analyst | Role::Admin),
+            "query nearby incidents from PostGIS",
+        )?;
+        let hits: Vec<Hit> = super::store::nearby(
+            &state.pool,
+            q.center,
+            q.radius_m,
+            q.limit,
+            &q.statuses,
+            &q.service_codes,
+        )
+        .await?
+        .into_iter()
+        .map(|r| Hit {
+            incident: r.row.to_incident(&state.catalogue),
+            distance_m: r.distance_m,
+        })
+        .collect();
+        return Ok(feature_collection(&state, &hits).into_response());
+    }
     let filter = super::Filter {
         statuses: q.statuses,
         service_codes: q.service_codes,

@@ -1,13 +1,15 @@
 //! The spatial index's SQL: the lean columns it keeps, read in bulk at start-up and by id or
 //! change number afterwards.
 
-use sqlx::PgPool;
+use std::sync::Arc;
+
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::compact::{Names, Record, reference_bytes};
 use crate::geo::Position;
 use crate::reports::catalogue::Catalogue;
-use crate::reports::model::StatusColumn;
+use crate::reports::model::{Status, StatusColumn};
 
 const COLUMNS: &str = "r.id, r.reference, ST_X(r.location) AS lon, ST_Y(r.location) AS lat,
     r.service_code, r.status, r.requested_at, r.updated_at, r.supporters, r.duplicate_of,
@@ -33,6 +35,26 @@ pub struct IndexRow {
 }
 
 impl IndexRow {
+    /// The query result type, as the index would return it for this row.
+    pub(crate) fn to_incident(&self, catalogue: &Catalogue) -> super::Incident {
+        super::Incident {
+            id: self.id,
+            reference: Arc::from(self.reference.as_str()),
+            // The CHECK constraint on `location` keeps stored coordinates in range.
+            position: Position::new(self.lon, self.lat)
+                .unwrap_or_else(|_| unreachable!("reports_location_valid")),
+            service_code: Arc::from(self.service_code.as_str()),
+            group: Arc::from(super::group_of(catalogue, &self.service_code)),
+            status: self.status.0,
+            requested_at: self.requested_at,
+            updated_at: self.updated_at,
+            supporters: self.supporters,
+            duplicate_of: self.duplicate_of,
+            h3_cell: self.h3_cell as u64,
+            change_seq: self.change_seq,
+        }
+    }
+
     pub(crate) fn to_record(&self, catalogue: &Catalogue, names: &Names) -> Record {
         Record {
             id: self.id,
@@ -80,4 +102,59 @@ pub async fn changed_since(pool: &PgPool, after: i64) -> Result<Vec<IndexRow>, s
     .bind(after)
     .fetch_all(pool)
     .await
+}
+
+/// A row of [`nearby`] with its distance from the query centre.
+#[derive(sqlx::FromRow)]
+pub struct NearbyRow {
+    #[sqlx(flatten)]
+    pub row: IndexRow,
+    pub distance_m: f64,
+}
+
+/// The index's nearby query answered by `PostGIS` instead: visible reports within `radius_m`
+/// of `center` with one of `statuses` (and one of `service_codes` unless empty), nearest
+/// first, ties by id. Spherical (`use_spheroid = false`) so distances match the index's
+/// haversine; the verification and benchmark baseline, not the serving path.
+pub async fn nearby(
+    pool: &PgPool,
+    center: Position,
+    radius_m: f64,
+    limit: usize,
+    statuses: &[Status],
+    service_codes: &[String],
+) -> Result<Vec<NearbyRow>, sqlx::Error> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {COLUMNS}, ST_Distance(r.location::geography, p.g::geography, false) AS distance_m \
+         FROM reports r, (SELECT ST_SetSRID(ST_MakePoint("
+    ));
+    q.push_bind(center.lon())
+        .push(", ")
+        .push_bind(center.lat())
+        .push("), 4326) AS g) p WHERE NOT r.hidden AND (");
+    // The GiST prefilter: plain lon/lat boxes around the circle (two across the antimeridian).
+    for (i, b) in crate::geo::circle_bboxes(center, radius_m)
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("r.location && ");
+        crate::db::sql::push_envelope(&mut q, b);
+    }
+    q.push(") AND r.status = ANY(")
+        .push_bind(statuses)
+        .push(")");
+    if !service_codes.is_empty() {
+        q.push(" AND r.service_code = ANY(")
+            .push_bind(service_codes.to_vec())
+            .push(")");
+    }
+    q.push(" AND ST_DWithin(r.location::geography, p.g::geography, ")
+        .push_bind(radius_m)
+        .push(", false) ORDER BY distance_m, r.id LIMIT ")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    q.build_query_as().fetch_all(pool).await
 }

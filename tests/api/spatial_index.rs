@@ -369,3 +369,80 @@ async fn ready_is_unavailable_until_the_spatial_index_is_loaded(pool: PgPool) {
     assert_eq!(res.status().as_u16(), 200);
     let _ = tx.send(());
 }
+
+/// `source=postgis` is the same endpoint answered by `PostGIS`: same ids in the same order
+/// (distance, then id) and the same feature fields as the live index, for staff only.
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn nearby_from_postgis_returns_what_the_index_returns_to_staff_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.import_la_sample().await;
+    let token = app.token(citypin::auth::Role::Analyst).await;
+    let queries = [
+        // The sample has few open reports: the open queries need a wide radius to find any.
+        "lat=34.05&lon=-118.25&radius_m=50000&limit=50",
+        "lat=34.05&lon=-118.25&radius_m=500&limit=500&status=all",
+        "lat=34.10&lon=-118.33&radius_m=2000&limit=20&status=closed",
+        "lat=33.99&lon=-118.40&radius_m=5000&limit=100&status=all&service_code=graffiti-removal,illegal-dumping-pickup",
+        "lat=34.20&lon=-118.50&radius_m=30000&limit=30&status=open,fixed",
+    ];
+    let get = |q: String, auth: Option<String>| {
+        let mut req = app
+            .client
+            .get(app.url(&format!("/api/v1/incidents/nearby?{q}")));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let mut compared = 0;
+    for q in queries {
+        let (s1, index) = get(q.to_owned(), None).await;
+        let (s2, postgis) = get(format!("{q}&source=postgis"), Some(token.clone())).await;
+        assert_eq!((s1, s2), (200, 200), "{q}: {postgis}");
+        let ids = |fc: &Value| -> Vec<String> {
+            fc["features"]
+                .as_array()
+                .expect("features")
+                .iter()
+                .map(|f| f["id"].as_str().expect("id").to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&index), ids(&postgis), "{q}");
+        assert!(!ids(&index).is_empty(), "{q} should find incidents");
+        compared += ids(&index).len();
+        // Same shape: every feature carries the same property names and, distances aside, values.
+        for (a, b) in index["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(postgis["features"].as_array().unwrap())
+        {
+            let (mut pa, mut pb) = (a["properties"].clone(), b["properties"].clone());
+            let (da, db) = (pa["distance_m"].take(), pb["distance_m"].take());
+            assert_eq!(pa, pb, "{q}");
+            assert_eq!(a["geometry"], b["geometry"], "{q}");
+            assert!(
+                (da.as_f64().unwrap() - db.as_f64().unwrap()).abs() <= 0.01,
+                "{q}: {da} vs {db}"
+            );
+        }
+    }
+    assert!(
+        compared > 100,
+        "the queries should find incidents: {compared}"
+    );
+
+    let q = "lat=34.05&lon=-118.25&radius_m=1000&source=postgis";
+    assert_eq!(get(q.to_owned(), None).await.0, 401);
+    let crew = app.token(citypin::auth::Role::Crew).await;
+    assert_eq!(get(q.to_owned(), Some(crew)).await.0, 403);
+    let (status, body) = get(format!("{q}&source=sql"), None).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("source"), "{body}");
+}
