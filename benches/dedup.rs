@@ -39,38 +39,27 @@ const LA_CODES: [&str; 8] = [
     "single-streetlight-issue",
 ];
 
-struct Rng(u64);
+use citypin::import::generate::SplitMix64 as Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn position(&mut self) -> Position {
-        Position::new(
-            LON.0 + (LON.1 - LON.0) * self.unit(),
-            LAT.0 + (LAT.1 - LAT.0) * self.unit(),
-        )
-        .expect("inside LA")
-    }
+/// A uniform position over Los Angeles.
+fn position(rng: &mut Rng) -> Position {
+    Position::new(
+        LON.0 + (LON.1 - LON.0) * rng.unit(),
+        LAT.0 + (LAT.1 - LAT.0) * rng.unit(),
+    )
+    .expect("inside LA")
 }
 
 fn world(catalogue: &Catalogue, rng: &mut Rng) -> (SpatialIndex, Vec<Incident>) {
     let now = Utc::now();
     let incidents: Vec<Incident> = (0..N)
         .map(|i| {
-            let code = LA_CODES[(rng.next() % LA_CODES.len() as u64) as usize];
+            let code = LA_CODES[rng.below(LA_CODES.len())];
             let at = now - chrono::Duration::minutes((rng.unit() * 60.0 * 24.0 * 30.0) as i64);
             Incident {
                 id: Uuid::now_v7(),
                 reference: Arc::from("CP-0000-0000"),
-                position: rng.position(),
+                position: position(rng),
                 service_code: Arc::from(code),
                 group: Arc::from(catalogue.get(code).map_or("Other", |s| s.group.as_str())),
                 status: if i % 5 == 0 {
@@ -118,7 +107,7 @@ fn linear_scan(incidents: &[Incident], service: &Service, p: Position) -> Option
 }
 
 fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let started = Instant::now();
     let (spatial_index, incidents) = world(catalogue, &mut rng);
     println!("built {N} incidents in {:?}", started.elapsed());
@@ -129,7 +118,7 @@ fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
     // Probes next to existing incidents, as real re-reports are, so candidates are scored.
     let probes: Vec<(Arc<Service>, Position)> = (0..100_000)
         .map(|_| {
-            let i = &incidents[(rng.next() % N as u64) as usize];
+            let i = &incidents[rng.below(N)];
             let s = catalogue
                 .get(&i.service_code)
                 .cloned()

@@ -30,22 +30,8 @@ struct Row {
     at: DateTime<Utc>,
 }
 
-/// A small deterministic generator (splitmix64), so every run builds the same set.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The generator's deterministic stream, so every run builds the same set.
+use citypin::import::generate::SplitMix64 as Rng;
 
 /// The point `distance_m` from `p` towards `bearing` (radians from north), on the sphere.
 fn offset(p: Position, distance_m: f64, bearing: f64) -> Position {
@@ -199,10 +185,10 @@ fn replay(rows: &[Row], catalogue: &Catalogue, spatial_index: &SpatialIndex) {
 fn build_probes(rows: &[Row], catalogue: &Catalogue, spatial_index: &SpatialIndex) -> Vec<Probe> {
     let window = |s: &Service| Duration::hours(i64::from(s.dedup.window_hours));
 
-    let mut rng = Rng(0x00C1_7F1B);
+    let mut rng = Rng::new(0x00C1_7F1B);
     let mut order: Vec<usize> = (0..rows.len()).collect();
     for i in (1..order.len()).rev() {
-        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        order.swap(i, rng.below(i + 1));
     }
 
     let mut probes = Vec::new();

@@ -46,22 +46,22 @@ impl Incident {
     /// number scrambled by an odd multiplier modulo 2^40, a bijection, so 5 million rows never
     /// collide the way 5 million random draws from 10^12 would.
     pub fn reference(&self) -> String {
-        const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        let x = self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15 | 1) & ((1 << 40) - 1);
-        let mut out = *b"CP-0000-0000";
-        for (i, slot) in [3, 4, 5, 6, 8, 9, 10, 11].into_iter().enumerate() {
-            out[slot] = CROCKFORD[((x >> (35 - 5 * i)) & 31) as usize];
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        let x = self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15 | 1);
+        crate::reports::model::Reference::from_bits(x).to_string()
     }
 }
 
-/// `SplitMix64` (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
+/// `SplitMix64` (Steele, Lea, Flood 2014): tiny, fast, and fixed forever. Public so benches and
+/// the dedup evaluation draw their data from the same stream the generator uses.
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -70,11 +70,12 @@ impl SplitMix64 {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 

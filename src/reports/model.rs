@@ -202,6 +202,15 @@ pub struct Reference([u8; 12]);
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 impl Reference {
+    /// The reference whose 8 characters encode the low 40 bits of `x`, 5 bits each.
+    pub fn from_bits(x: u64) -> Self {
+        let mut out = *b"CP-0000-0000";
+        for (i, slot) in [3, 4, 5, 6, 8, 9, 10, 11].into_iter().enumerate() {
+            out[slot] = CROCKFORD[((x >> (35 - 5 * i)) & 31) as usize];
+        }
+        Self(out)
+    }
+
     pub fn random() -> Self {
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).unwrap_or_else(|_| {
