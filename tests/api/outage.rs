@@ -40,15 +40,11 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
     assert_eq!(post(key()).await.unwrap().status(), 201);
 
     tokio::task::block_in_place(|| pg.stop_always()).expect("stop");
-    let started = Instant::now();
+    // How fast the 503 comes is the pool's acquire timeout (500 ms here), not something to time.
     let res = post(key()).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_eq!(res.headers()["retry-after"], "1");
     let ready = client
         .get(format!("http://{addr}/health/ready"))
         .send()
