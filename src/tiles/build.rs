@@ -10,7 +10,8 @@ use super::hotspots::{self, HotspotCounts};
 use super::model::TileFilter;
 use super::mvt::{self, EXTENT, LayerBuilder, Prop};
 use super::pyramid::Pyramid;
-use crate::geo::{TileCoord, TileId};
+use crate::geo::{Position, TileCoord, TileId};
+use crate::reports::model::Status;
 use crate::spatial_index::{Compact, SpatialIndex};
 
 /// From this zoom on, a tile shows every incident as a point (when there are not too many).
@@ -66,21 +67,29 @@ pub fn build_tile(
     let z = tile.z();
     let want_points = z >= POINT_MIN_ZOOM;
     let mut clusters = Clusters::default();
-    let mut points: Vec<Compact> = Vec::new();
+    let mut points: Vec<(Compact, TileCoord)> = Vec::new();
     let mut hotspots = HotspotCounts::new(z);
+    let near = NearTile::new(tile);
     // One pass over the compact records of the tile and its hotspot margin: nothing is
     // allocated per incident, which keeps a 450 000-incident z10 tile a scan, not a copy.
+    // At point zooms the tile's incidents are kept (a few thousand at most in a city) and
+    // clustered afterwards only if there are too many.
     if let Some(index_filter) = filter.index_filter() {
         index.visit_matching(&hotspots::query_area(tile), &index_filter, |i| {
             if !filter.keep_time(i.requested_us) {
                 return;
             }
             hotspots.add(i.h3_cell);
+            // Most of the margin is cheaply seen to lie outside the tile: no projection.
+            if !near.may_hold(i.position) {
+                return;
+            }
             let c = TileCoord::of(i.position);
             if TileId::from_coord(c, z) == tile {
-                clusters.add(i, c, z);
-                if want_points && points.len() <= MAX_POINTS {
-                    points.push(*i);
+                if want_points {
+                    points.push((*i, c));
+                } else {
+                    clusters.add(i, c, z);
                 }
             }
         });
@@ -91,11 +100,15 @@ pub fn build_tile(
     let mut cluster_layer = LayerBuilder::new(CLUSTERS);
     let mut point_layer = LayerBuilder::new(INCIDENTS);
     if want_points && points.len() <= MAX_POINTS {
-        points.sort_unstable_by_key(|i| i.id);
-        for i in &points {
-            write_incident(&mut point_layer, tile, i, &names, today);
+        points.sort_unstable_by_key(|(i, _)| i.id);
+        let mut w = IncidentWriter::new(&mut point_layer, &names, today, points.len());
+        for (i, c) in &points {
+            w.write(tile.coord_to_tile_xy(*c, EXTENT), i);
         }
     } else {
+        for (i, c) in &points {
+            clusters.add(i, *c, z);
+        }
         write_clusters(
             &mut cluster_layer,
             &mut point_layer,
@@ -106,6 +119,27 @@ pub fn build_tile(
         );
     }
     mvt::encode(vec![hot, cluster_layer, point_layer])
+}
+
+/// A cheap first test of "is this position in the tile": the tile's lon/lat box widened by a
+/// hair, so rounding in the projection can never make it reject a position the exact test
+/// ([`TileId::from_coord`]) would keep.
+struct NearTile(crate::geo::BBox);
+
+impl NearTile {
+    const SLACK_DEG: f64 = 1e-6;
+
+    fn new(tile: TileId) -> Self {
+        Self(tile.bbox())
+    }
+
+    fn may_hold(&self, p: Position) -> bool {
+        let b = &self.0;
+        p.lon() >= b.min_lon - Self::SLACK_DEG
+            && p.lon() <= b.max_lon + Self::SLACK_DEG
+            && p.lat() >= b.min_lat - Self::SLACK_DEG
+            && p.lat() <= b.max_lat + Self::SLACK_DEG
+    }
 }
 
 /// Writes clusters; a cluster of one is drawn as the incident itself.
@@ -120,9 +154,10 @@ pub(crate) fn write_clusters(
     let z = tile.z();
     // Group keys are made once per name (a catalogue's worth), not once per cluster.
     let keys: Vec<String> = names.iter().map(|n| cluster::group_key(n)).collect();
+    let mut singles = IncidentWriter::new(points, names, today, 0);
     for c in sorted {
         if let Some(i) = &c.single {
-            write_incident(points, tile, i, names, today);
+            singles.write(tile.to_tile_xy(i.position, EXTENT), i);
             continue;
         }
         let abbreviated = cluster::abbreviate(c.count);
@@ -158,35 +193,113 @@ pub fn data_bounds(index: &SpatialIndex, filter: &TileFilter) -> Option<[f64; 4]
     b
 }
 
-fn write_incident(
-    layer: &mut LayerBuilder,
-    tile: TileId,
-    i: &Compact,
-    names: &[Arc<str>],
-    today: NaiveDate,
-) {
-    let mut id_buf = uuid::Uuid::encode_buffer();
-    let id = i.id.hyphenated().encode_lower(&mut id_buf);
-    let requested = chrono::DateTime::from_timestamp_micros(i.requested_us).unwrap_or_default();
-    let age_days = (today - requested.date_naive()).num_days().max(0) as u64;
-    let name = |n: u16| names.get(usize::from(n)).map_or("", |s| &**s);
-    layer.point(
-        None,
-        tile.to_tile_xy(i.position, EXTENT),
-        &[
-            // Ids and references are unique per feature: not worth interning.
-            ("id", Prop::Unique(id)),
-            ("reference", Prop::Unique(i.reference())),
-            ("service_code", Prop::Str(name(i.service))),
-            ("group", Prop::Str(name(i.group))),
-            ("status", Prop::Str(i.status.as_str())),
-            ("age_days", Prop::UInt(age_days)),
-            (
-                "supporters",
-                Prop::UInt(u64::try_from(i.supporters).unwrap_or(0)),
-            ),
-        ],
-    );
+/// Writes incidents into the `incidents` layer with every key and repeated value looked up
+/// once per tile (names by their index, statuses by number, small ages and supporter counts
+/// from a table), so a point costs its two unique strings and a few varints.
+struct IncidentWriter<'a> {
+    layer: &'a mut LayerBuilder,
+    names: &'a [Arc<str>],
+    /// Days since 1970-01-01 of the tile's `today`.
+    today_days: i64,
+    keys: [u32; 7],
+    name_values: Vec<Option<u32>>,
+    status_values: [Option<u32>; Status::ALL.len()],
+    /// Value index of small numbers (ages and supporter counts share the layer's values).
+    small_values: Vec<Option<u32>>,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+impl<'a> IncidentWriter<'a> {
+    fn new(
+        layer: &'a mut LayerBuilder,
+        names: &'a [Arc<str>],
+        today: NaiveDate,
+        n_points: usize,
+    ) -> Self {
+        // About 100 bytes a point: two unique strings and seven tag pairs.
+        layer.reserve(n_points, 100);
+        let keys = [
+            "id",
+            "reference",
+            "service_code",
+            "group",
+            "status",
+            "age_days",
+            "supporters",
+        ]
+        .map(|k| layer.key(k));
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        Self {
+            layer,
+            names,
+            today_days: (today - epoch).num_days(),
+            keys,
+            name_values: vec![None; names.len()],
+            status_values: [None; Status::ALL.len()],
+            small_values: vec![None; 1024],
+        }
+    }
+
+    fn name_value(&mut self, n: u16) -> u32 {
+        let n = usize::from(n);
+        if let Some(Some(v)) = self.name_values.get(n) {
+            return *v;
+        }
+        let name = self.names.get(n).map_or("", |s| &**s);
+        let v = self.layer.value(&Prop::Str(name));
+        if let Some(slot) = self.name_values.get_mut(n) {
+            *slot = Some(v);
+        }
+        v
+    }
+
+    fn small_value(&mut self, n: u64) -> u32 {
+        let Some(slot) = usize::try_from(n).ok().filter(|&n| n < self.small_values.len()) else {
+            return self.layer.value(&Prop::UInt(n));
+        };
+        if let Some(v) = self.small_values[slot] {
+            return v;
+        }
+        let v = self.layer.value(&Prop::UInt(n));
+        self.small_values[slot] = Some(v);
+        v
+    }
+
+    fn write(&mut self, xy: (i64, i64), i: &Compact) {
+        let mut id_buf = uuid::Uuid::encode_buffer();
+        let id = i.id.hyphenated().encode_lower(&mut id_buf);
+        // Whole UTC days, as `date_naive()` counts them.
+        let age_days = (self.today_days - i.requested_us.div_euclid(MICROS_PER_DAY)).max(0) as u64;
+        let status = i.status as usize;
+        let status_value = if let Some(Some(v)) = self.status_values.get(status) {
+            *v
+        } else {
+            let v = self.layer.value(&Prop::Str(i.status.as_str()));
+            if let Some(slot) = self.status_values.get_mut(status) {
+                *slot = Some(v);
+            }
+            v
+        };
+        let k = self.keys;
+        let tags = [
+            k[0],
+            self.layer.value(&Prop::Unique(id)),
+            k[1],
+            self.layer.value(&Prop::Unique(i.reference())),
+            k[2],
+            self.name_value(i.service),
+            k[3],
+            self.name_value(i.group),
+            k[4],
+            status_value,
+            k[5],
+            self.small_value(age_days),
+            k[6],
+            self.small_value(u64::try_from(i.supporters).unwrap_or(0)),
+        ];
+        self.layer.point_tagged(None, xy, &tags);
+    }
 }
 
 #[cfg(test)]

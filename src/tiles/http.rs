@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::build::{self, CLUSTERS, HOTSPOTS, INCIDENTS, MAX_ZOOM};
 use super::cache::CachedTile;
-use super::model::FilterParams;
+use super::model::{FilterParams, Source};
 use crate::app::AppState;
+use crate::auth::{Caller, Role};
 use crate::error::{AppError, Path, Query};
 use crate::geo::TileId;
 
@@ -24,14 +25,39 @@ const CACHE_CONTROL: &str = "public, no-cache";
 
 pub async fn tile(
     State(state): State<AppState>,
+    caller: Caller,
     Path((z, x, y)): Path<(String, String, String)>,
     Query(params): Query<FilterParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let tile = parse_tile(&z, &x, &y)?;
-    let filter = params.parse()?;
-    let key = filter.query_string();
+    let (filter, source) = params.parse_with_source()?;
     let today = chrono::Utc::now().date_naive();
+    if source == Source::Postgis {
+        caller.require(
+            |r| matches!(r, Role::Analyst | Role::Admin),
+            "build tiles in PostGIS",
+        )?;
+        if tile.z() < build::POINT_MIN_ZOOM {
+            return Err(AppError::bad_field(
+                "z",
+                format!(
+                    "source=postgis answers the incidents layer only, at zoom {} and deeper",
+                    build::POINT_MIN_ZOOM
+                ),
+            ));
+        }
+        let bytes =
+            super::store::postgis_incidents_tile(&state.pool, tile, &filter, today).await?;
+        let mut res = respond(&CachedTile::new(bytes, today), &headers);
+        // Built per request for staff: nothing is cached, by us or anyone between.
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        return Ok(res);
+    }
+    let key = filter.query_string();
     let cached = if let Some(hit) = state.tile_cache.get(tile, &key, today) {
         hit
     } else {

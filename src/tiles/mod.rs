@@ -2,7 +2,8 @@
 //! that each write invalidates, so a report accepted now shows in the next fetch of its tile.
 //!
 //! Building (`build`, with `cluster`, `hotspots`, the low-zoom `pyramid` and the `mvt` encoding), caching (`cache`)
-//! and serving (`http`) are apart; the query filter lives in `model`.
+//! and serving (`http`) are apart; the query filter lives in `model`, and `store` holds the
+//! `PostGIS`-built baseline tile (`source=postgis`).
 
 pub mod build;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod model;
 pub mod mvt;
 pub mod pyramid;
+pub mod store;
 
 use axum::Router;
 use axum::routing::get;

@@ -16,6 +16,19 @@ pub struct FilterParams {
     status: Option<String>,
     start: Option<String>,
     end: Option<String>,
+    /// `index` (default) or `postgis`: who answers a tile (see [`Source`]).
+    source: Option<String>,
+}
+
+/// Who answers a tile request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The live index, through the tile cache: the serving path.
+    Index,
+    /// `PostGIS` `ST_AsMVT` on the reports table, uncached, `incidents` layer only: the
+    /// benchmark baseline and a cross-check of the index. Staff only (a public slow path
+    /// invites abuse).
+    Postgis,
 }
 
 /// Which incidents a tile shows.
@@ -49,8 +62,33 @@ fn default_statuses() -> Vec<Status> {
 }
 
 impl FilterParams {
+    /// The filter and who is to answer (`source`).
+    pub fn parse_with_source(mut self) -> Result<(TileFilter, Source), AppError> {
+        let source = match self.source.take().as_deref() {
+            None | Some("index") => Ok(Source::Index),
+            Some("postgis") => Ok(Source::Postgis),
+            Some(_) => Err(FieldError::new("source", "must be index or postgis")),
+        };
+        match (self.parse(), source) {
+            (Ok(f), Ok(s)) => Ok((f, s)),
+            (Err(AppError::Invalid(mut errors)), Err(e)) => {
+                errors.push(e);
+                Err(AppError::Invalid(errors))
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(AppError::Invalid(vec![e])),
+        }
+    }
+
+    /// The filter alone; `source` is refused here (it only means something for a tile).
     pub fn parse(self) -> Result<TileFilter, AppError> {
         let mut errors = Vec::new();
+        if self.source.is_some() {
+            errors.push(FieldError::new(
+                "source",
+                "only /tiles/{z}/{x}/{y}.mvt takes source",
+            ));
+        }
         let mut service_codes = Vec::new();
         for code in self
             .service_code
@@ -151,6 +189,21 @@ impl TileFilter {
         self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
     }
 
+    /// The statuses shown (never empty after parsing unless the filter keeps nothing).
+    pub fn statuses(&self) -> &[Status] {
+        &self.statuses
+    }
+
+    /// The service codes shown; empty means every service.
+    pub fn service_codes(&self) -> &[String] {
+        &self.service_codes
+    }
+
+    /// The request-time window, each end inclusive.
+    pub fn time_window(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (self.start, self.end)
+    }
+
     /// The status part of the filter.
     pub fn shows_status(&self, s: Status) -> bool {
         self.statuses.contains(&s)
@@ -198,6 +251,7 @@ mod tests {
             status: st.map(str::to_owned),
             start: a.map(str::to_owned),
             end: b.map(str::to_owned),
+            source: None,
         }
     }
 

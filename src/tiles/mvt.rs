@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
 /// Every layer citypin writes uses this grid: 4096 units across a tile.
 pub const EXTENT: u32 = 4096;
 
@@ -91,72 +93,106 @@ pub fn zigzag(n: i64) -> u32 {
     ((n << 1) ^ (n >> 63)) as u32
 }
 
-/// Builds one layer: keys and values are interned, so a repeated value costs one index.
+/// Builds one layer straight into its wire bytes (with prost's encoding helpers): each
+/// feature and each new value is encoded as it is added, so a point costs no allocation.
+/// Keys and values are interned, so a repeated value costs one index.
 pub struct LayerBuilder {
-    layer: Layer,
-    keys: HashMap<String, u32>,
+    name: String,
+    keys: Vec<String>,
+    /// Encoded `Layer.features` fields (key 2, length, `Feature`), back to back.
+    features: Vec<u8>,
+    n_features: usize,
+    /// Encoded `Layer.values` fields (key 4, length, `Value`), back to back.
+    values: Vec<u8>,
+    n_values: u32,
     // One map per value type, so looking a value up never allocates.
     strings: HashMap<String, u32>,
     uints: HashMap<u64, u32>,
     doubles: HashMap<u64, u32>,
+    /// Scratch for one feature's tags, reused.
+    tags: Vec<u32>,
 }
 
 impl LayerBuilder {
     pub fn new(name: &str) -> Self {
         Self {
-            layer: Layer {
-                version: 2,
-                name: name.to_owned(),
-                features: Vec::new(),
-                keys: Vec::new(),
-                values: Vec::new(),
-                extent: Some(EXTENT),
-            },
-            keys: HashMap::new(),
+            name: name.to_owned(),
+            keys: Vec::new(),
+            features: Vec::new(),
+            n_features: 0,
+            values: Vec::new(),
+            n_values: 0,
             strings: HashMap::new(),
             uints: HashMap::new(),
             doubles: HashMap::new(),
+            tags: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.layer.features.is_empty()
+        self.n_features == 0
+    }
+
+    /// Reserves room for about `n` features of about `bytes` bytes each (features and values).
+    pub fn reserve(&mut self, n: usize, bytes: usize) {
+        self.features.reserve(n * bytes / 2);
+        self.values.reserve(n * bytes / 2);
+    }
+
+    /// The index of key `k`, added if new. Layers have a handful of keys: a scan beats a hash.
+    pub fn key(&mut self, k: &str) -> u32 {
+        if let Some(i) = self.keys.iter().position(|have| have == k) {
+            return i as u32;
+        }
+        self.keys.push(k.to_owned());
+        (self.keys.len() - 1) as u32
+    }
+
+    /// The index of value `v`, added if new (a [`Prop::Unique`] is always new).
+    pub fn value(&mut self, v: &Prop<'_>) -> u32 {
+        let next = self.n_values;
+        let (i, is_new) = match v {
+            Prop::Str(s) => intern(&mut self.strings, *s, next),
+            Prop::Unique(_) => (next, true),
+            Prop::UInt(u) => intern(&mut self.uints, u, next),
+            Prop::Double(d) => intern(&mut self.doubles, &d.to_bits(), next),
+        };
+        if is_new {
+            self.push_value(v);
+        }
+        i
+    }
+
+    /// Encodes a new `Value` message as a `Layer.values` field.
+    fn push_value(&mut self, v: &Prop<'_>) {
+        let buf = &mut self.values;
+        match v {
+            Prop::Str(s) | Prop::Unique(s) => {
+                let inner = key_len(1) + encoded_len_varint(s.len() as u64) + s.len();
+                encode_key(4, WireType::LengthDelimited, buf);
+                encode_varint(inner as u64, buf);
+                encode_str(1, s, buf);
+            }
+            Prop::UInt(u) => {
+                encode_key(4, WireType::LengthDelimited, buf);
+                encode_varint(prost::encoding::uint64::encoded_len(5, u) as u64, buf);
+                prost::encoding::uint64::encode(5, u, buf);
+            }
+            Prop::Double(d) => {
+                encode_key(4, WireType::LengthDelimited, buf);
+                encode_varint(prost::encoding::double::encoded_len(3, d) as u64, buf);
+                prost::encoding::double::encode(3, d, buf);
+            }
+        }
+        self.n_values += 1;
     }
 
     fn tags(&mut self, props: &[(&str, Prop<'_>)]) -> Vec<u32> {
-        let mut tags = Vec::with_capacity(props.len() * 2);
+        let mut tags = std::mem::take(&mut self.tags);
+        tags.clear();
         for (k, v) in props {
-            let ki = if let Some(&i) = self.keys.get(*k) {
-                i
-            } else {
-                let i = self.layer.keys.len() as u32;
-                self.layer.keys.push((*k).to_owned());
-                self.keys.insert((*k).to_owned(), i);
-                i
-            };
-            let next = self.layer.values.len() as u32;
-            let (vi, is_new) = match v {
-                Prop::Str(s) => intern(&mut self.strings, *s, next),
-                Prop::Unique(_) => (next, true),
-                Prop::UInt(u) => intern(&mut self.uints, u, next),
-                Prop::Double(d) => intern(&mut self.doubles, &d.to_bits(), next),
-            };
-            if is_new {
-                self.layer.values.push(match v {
-                    Prop::Str(s) | Prop::Unique(s) => Value {
-                        string_value: Some((*s).to_owned()),
-                        ..Value::default()
-                    },
-                    Prop::UInt(u) => Value {
-                        uint_value: Some(*u),
-                        ..Value::default()
-                    },
-                    Prop::Double(d) => Value {
-                        double_value: Some(*d),
-                        ..Value::default()
-                    },
-                });
-            }
+            let ki = self.key(k);
+            let vi = self.value(v);
             tags.push(ki);
             tags.push(vi);
         }
@@ -166,12 +202,35 @@ impl LayerBuilder {
     /// Adds a point at tile coordinates `(x, y)`.
     pub fn point(&mut self, id: Option<u64>, xy: (i64, i64), props: &[(&str, Prop<'_>)]) {
         let tags = self.tags(props);
-        self.layer.features.push(Feature {
-            id,
-            tags,
-            r#type: Some(GeomType::Point as i32),
-            geometry: vec![command(MOVE_TO, 1), zigzag(xy.0), zigzag(xy.1)],
-        });
+        self.point_tagged(id, xy, &tags);
+        self.tags = tags;
+    }
+
+    /// Adds a point whose tags (key index, value index pairs from [`Self::key`] and
+    /// [`Self::value`]) the caller has looked up already.
+    pub fn point_tagged(&mut self, id: Option<u64>, xy: (i64, i64), tags: &[u32]) {
+        let geometry = [command(MOVE_TO, 1), zigzag(xy.0), zigzag(xy.1)];
+        self.push_feature(id, tags, GeomType::Point, &geometry);
+    }
+
+    /// Encodes a `Feature` message as a `Layer.features` field.
+    fn push_feature(&mut self, id: Option<u64>, tags: &[u32], kind: GeomType, geometry: &[u32]) {
+        use prost::encoding::{int32, uint32, uint64};
+        let kind = kind as i32;
+        let len = id.map_or(0, |id| uint64::encoded_len(1, &id))
+            + uint32::encoded_len_packed(2, tags)
+            + int32::encoded_len(3, &kind)
+            + uint32::encoded_len_packed(4, geometry);
+        let buf = &mut self.features;
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        if let Some(id) = id {
+            uint64::encode(1, &id, buf);
+        }
+        uint32::encode_packed(2, tags, buf);
+        int32::encode(3, &kind, buf);
+        uint32::encode_packed(4, geometry, buf);
+        self.n_features += 1;
     }
 
     /// Adds a polygon with one ring (open: the first vertex is not repeated). The ring is
@@ -207,17 +266,47 @@ impl LayerBuilder {
             (cx, cy) = (x, y);
         }
         geometry.push(command(CLOSE_PATH, 1));
-        self.layer.features.push(Feature {
-            id,
-            tags,
-            r#type: Some(GeomType::Polygon as i32),
-            geometry,
-        });
+        self.push_feature(id, &tags, GeomType::Polygon, &geometry);
+        self.tags = tags;
     }
 
-    pub fn finish(self) -> Layer {
-        self.layer
+    /// The encoded length of the `Layer` message.
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::uint32;
+        str_len(1, &self.name)
+            + self.features.len()
+            + self.keys.iter().map(|k| str_len(3, k)).sum::<usize>()
+            + self.values.len()
+            + uint32::encoded_len(5, &EXTENT)
+            + uint32::encoded_len(15, &2)
     }
+
+    /// Appends the layer as a `Tile.layers` field.
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        use prost::encoding::uint32;
+        encode_key(3, WireType::LengthDelimited, buf);
+        encode_varint(self.encoded_len() as u64, buf);
+        encode_str(1, &self.name, buf);
+        buf.extend_from_slice(&self.features);
+        for k in &self.keys {
+            encode_str(3, k, buf);
+        }
+        buf.extend_from_slice(&self.values);
+        uint32::encode(5, &EXTENT, buf);
+        uint32::encode(15, &2, buf);
+    }
+}
+
+/// The encoded length of a string field.
+fn str_len(tag: u32, s: &str) -> usize {
+    key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+}
+
+/// Encodes a string field from a `&str` (prost's `string::encode` wants a `String`).
+fn encode_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
 }
 
 /// The index of `key` in `map`, adding it as `next` if absent; looking up never allocates.
@@ -249,15 +338,19 @@ pub fn signed_area(ring: &[(i64, i64)]) -> i64 {
 
 /// Encodes the non-empty layers of a tile.
 pub fn encode(layers: Vec<LayerBuilder>) -> Vec<u8> {
-    use prost::Message as _;
-    Tile {
-        layers: layers
-            .into_iter()
-            .filter(|l| !l.is_empty())
-            .map(LayerBuilder::finish)
-            .collect(),
+    let layers: Vec<LayerBuilder> = layers.into_iter().filter(|l| !l.is_empty()).collect();
+    let len = layers
+        .iter()
+        .map(|l| {
+            let n = l.encoded_len();
+            key_len(3) + encoded_len_varint(n as u64) + n
+        })
+        .sum();
+    let mut buf = Vec::with_capacity(len);
+    for l in &layers {
+        l.encode_into(&mut buf);
     }
-    .encode_to_vec()
+    buf
 }
 
 #[cfg(test)]

@@ -335,3 +335,94 @@ async fn real_la_tiles_decoded_by_gdal_and_python_hold_what_postgis_finds(pool: 
         "at least some tiles were compared id for id"
     );
 }
+
+/// Each incident of a tile's `incidents` layer: id → every property, as decoded values.
+fn incident_props(tile: &Tile) -> Vec<(String, Vec<(String, String)>)> {
+    let Some(l) = tile.layers.iter().find(|l| l.name == "incidents") else {
+        return Vec::new();
+    };
+    l.features
+        .iter()
+        .map(|f| {
+            let mut props: Vec<(String, String)> = f
+                .tags
+                .chunks(2)
+                .map(|p| {
+                    let v = &l.values[p[1] as usize];
+                    // PostGIS and citypin may pick different integer fields: compare numbers.
+                    let shown = v.string_value.clone().unwrap_or_else(|| {
+                        v.uint_value
+                            .map(i128::from)
+                            .or(v.int_value.map(i128::from))
+                            .or(v.sint_value.map(i128::from))
+                            .map_or_else(|| format!("{v:?}"), |n| n.to_string())
+                    });
+                    (l.keys[p[0] as usize].clone(), shown)
+                })
+                .collect();
+            props.sort();
+            let id = props
+                .iter()
+                .find(|(k, _)| k == "id")
+                .map(|(_, v)| v.clone())
+                .expect("every incident has an id");
+            (id, props)
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.import_la_sample().await;
+    let admin = app.token(citypin::auth::Role::Analyst).await;
+    let crew = app.token(citypin::auth::Role::Crew).await;
+    let as_staff = |path: String, token: &str| {
+        app.client
+            .get(app.url(&path))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept-Encoding", "identity")
+            .send()
+    };
+    let places = [
+        (-118.2437, 34.0522),
+        (-118.3287, 34.0928),
+        (-118.4487, 34.1867),
+        (-118.4695, 33.9850),
+    ];
+    let mut compared = 0;
+    for (lon, lat) in places {
+        for (z, filter) in [(14u8, ""), (15, ""), (16, ""), (14, "&status=open")] {
+            let t = TileId::containing(Position::new(lon, lat).expect("p"), z);
+            let plain = format!("{}{}", tile_path(t), filter.replacen('&', "?", 1));
+            let ours = fetch(&app, &plain, None).await;
+            assert_eq!(ours.status, 200, "{t}");
+            let res = as_staff(
+                format!("{}?source=postgis{filter}", tile_path(t)),
+                &admin,
+            )
+            .await
+            .expect("request");
+            assert_eq!(res.status(), 200, "{t}");
+            assert_eq!(res.headers()["cache-control"], "private, no-store");
+            let theirs = decode(&res.bytes().await.expect("body"));
+            let (ours, theirs) = (incident_props(&decode(&ours.body)), incident_props(&theirs));
+            assert_eq!(ours, theirs, "{t}{filter}: same incidents, properties and order");
+            compared += usize::from(!ours.is_empty());
+        }
+    }
+    assert!(compared >= 8, "most tiles hold incidents: {compared}");
+
+    let t = TileId::containing(Position::new(-118.2437, 34.0522).expect("p"), 14);
+    let path = format!("{}?source=postgis", tile_path(t));
+    assert_eq!(fetch(&app, &path, None).await.status, 401, "anonymous");
+    let res = as_staff(path, &crew).await.expect("request");
+    assert_eq!(res.status(), 403, "a crew token is not enough");
+    let low = format!("/tiles/10/{}/{}.mvt?source=postgis", t.x() >> 4, t.y() >> 4);
+    let res = as_staff(low, &admin).await.expect("request");
+    assert_eq!(res.status(), 400, "no clusters from PostGIS");
+    let body: Value = res.json().await.expect("problem");
+    assert!(body.to_string().contains("\"z\""), "{body}");
+    let (status, body) = app.get_json("/tiles.json?source=postgis").await;
+    assert_eq!(status, 400, "{body}");
+}
