@@ -128,11 +128,15 @@ type DeltaEntry = GeomWithData<Point3, Uuid>;
 /// The delta grows to at most this many changes, or 1/64 of the base, before it is folded.
 const FOLD_AT_LEAST: usize = 4096;
 
-/// An immutable snapshot: records sorted by id (binary search serves `get`, so no hash map),
-/// a bulk-loaded tree over them, and tombstones of hidden incidents.
+/// An immutable snapshot: records in space order (by H3 cell, so a box's records sit close
+/// together in memory and a tile's walk reads a few runs instead of thousands of scattered
+/// lines), their positions by id (binary search serves `get`, so no hash map), a bulk-loaded
+/// tree over them, and tombstones of hidden incidents.
 #[derive(Default)]
 struct Base {
     records: Vec<Record>,
+    /// Indexes into `records`, in id order.
+    by_id: Vec<u32>,
     tree: RTree<BaseEntry>,
     /// The open incidents only: crews ask for open ones, and in a city's history most
     /// incidents are closed, so walking the full tree for them visits mostly misses.
@@ -143,7 +147,11 @@ struct Base {
 
 impl Base {
     fn build(mut records: Vec<Record>, gone: HashMap<Uuid, i64>) -> Self {
-        records.sort_unstable_by_key(|r| r.id);
+        // H3 indexes share their leading bits with their parents: sorting by the cell keeps
+        // every cell's records, at every resolution, in one run.
+        records.sort_unstable_by_key(|r| (r.h3_cell, r.id));
+        let mut by_id: Vec<(Uuid, u32)> = (0u32..).zip(&records).map(|(i, r)| (r.id, i)).collect();
+        by_id.sort_unstable();
         let entries: Vec<BaseEntry> = records
             .iter()
             .enumerate()
@@ -158,16 +166,17 @@ impl Base {
         Self {
             tree: RTree::bulk_load(entries),
             open_tree: RTree::bulk_load(open_entries),
+            by_id: by_id.into_iter().map(|(_, i)| i).collect(),
             records,
             gone,
         }
     }
 
     fn find(&self, id: Uuid) -> Option<&Record> {
-        self.records
-            .binary_search_by_key(&id, |r| r.id)
+        self.by_id
+            .binary_search_by_key(&id, |&i| self.records[i as usize].id)
             .ok()
-            .map(|i| &self.records[i])
+            .map(|k| &self.records[self.by_id[k] as usize])
     }
 }
 
@@ -424,6 +433,7 @@ impl SpatialIndex {
         let delta = self.read_delta();
         let map_entry = std::mem::size_of::<(Uuid, Change)>() + 1;
         base.records.capacity() * std::mem::size_of::<Record>()
+            + base.by_id.capacity() * std::mem::size_of::<u32>()
             + nodes(base.tree.root())
             + base.gone.capacity() * (std::mem::size_of::<(Uuid, i64)>() + 1)
             + delta.changes.capacity() * map_entry
@@ -642,21 +652,59 @@ impl SpatialIndex {
     }
 
     /// Visits every visible record inside `bbox` (both parts of one crossing the antimeridian).
-    fn for_each_in_bbox(&self, bbox: &BBox, mut f: impl FnMut(&Record)) {
+    fn for_each_in_bbox(&self, bbox: &BBox, f: impl FnMut(&Record)) {
+        self.for_each_in_bbox_where(bbox, |_| true, f);
+    }
+
+    /// Visits every visible record inside `bbox` that passes `keep` (a cheap test on the record
+    /// alone, such as a compiled filter).
+    fn for_each_in_bbox_where(
+        &self,
+        bbox: &BBox,
+        keep: impl Fn(&Record) -> bool,
+        mut f: impl FnMut(&Record),
+    ) {
         let delta = self.read_delta();
         let base = self.base.load();
         let masked = !delta.changes.is_empty();
-        for part in bbox.parts() {
-            let env = sphere::envelope(&part);
-            for e in base.tree.locate_in_envelope(&env) {
-                let r = &base.records[e.data as usize];
-                if part.contains(r.position) && !(masked && delta.changes.contains_key(&r.id)) {
+        // Base records are in id order, so the tree's hits land all over memory. They are
+        // taken a chunk at a time: first every hit is tested (position and `keep`) in a loop
+        // of independent loads, so the cache misses overlap instead of queueing behind the
+        // visitor's work; then the hits kept are visited, their records now in cache.
+        const CHUNK: usize = 64;
+        let keep_record = &keep;
+        let mut visit_chunk = |part: &BBox, hits: &[u32]| {
+            let mut inside = [false; CHUNK];
+            for (keep, &i) in inside.iter_mut().zip(hits) {
+                let r = &base.records[i as usize];
+                *keep = part.contains(r.position) && keep_record(r);
+            }
+            for (&keep, &i) in inside.iter().zip(hits) {
+                let r = &base.records[i as usize];
+                if keep && !(masked && delta.changes.contains_key(&r.id)) {
                     f(r);
                 }
             }
+        };
+        for part in bbox.parts() {
+            let env = sphere::envelope(&part);
+            let mut hits = [0u32; CHUNK];
+            let mut n = 0;
+            for e in base.tree.locate_in_envelope(&env) {
+                hits[n] = e.data;
+                n += 1;
+                if n == CHUNK {
+                    visit_chunk(&part, &hits);
+                    n = 0;
+                }
+            }
+            visit_chunk(&part, &hits[..n]);
+        }
+        for part in bbox.parts() {
+            let env = sphere::envelope(&part);
             for e in delta.tree.locate_in_envelope(&env) {
                 if let Some(r) = delta.live(e.data) {
-                    if part.contains(r.position) {
+                    if part.contains(r.position) && keep(r) {
                         f(r);
                     }
                 }
@@ -713,11 +761,7 @@ impl SpatialIndex {
     /// Names (`service`, `group`) are indices into [`Self::names`].
     pub fn visit_matching(&self, bbox: &BBox, filter: &Filter, mut f: impl FnMut(&Compact)) {
         let compiled = Compiled::new(filter, &self.names);
-        self.for_each_in_bbox(bbox, |r| {
-            if compiled.matches(r) {
-                f(&Compact::of(r));
-            }
-        });
+        self.for_each_in_bbox_where(bbox, |r| compiled.matches(r), |r| f(&Compact::of(r)));
     }
 
     /// Visits every visible incident passing `filter`, like [`Self::visit_matching`].

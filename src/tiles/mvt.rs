@@ -399,6 +399,32 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_builder_writes_what_prost_writes_for_the_same_tile() {
+        let mut points = LayerBuilder::new("incidents");
+        for n in 0..300u64 {
+            let id = format!("id-{n}");
+            points.point(
+                Some(n),
+                (n as i64 * 13 - 200, 4096 - n as i64),
+                &[
+                    ("id", Prop::Unique(&id)),
+                    ("status", Prop::Str(if n % 3 == 0 { "new" } else { "fixed" })),
+                    ("age_days", Prop::UInt(n % 7)),
+                    ("score", Prop::Double(n as f64 / 4.0)),
+                ],
+            );
+        }
+        let mut polys = LayerBuilder::new("hotspots");
+        polys.polygon(None, &[(0, 0), (100, 0), (50, 80)], &[("h3", Prop::Str("x"))]);
+        let bytes = encode(vec![points, polys]);
+        let tile = Tile::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(tile.layers[0].features.len(), 300);
+        assert_eq!(tile.layers[0].values.len(), 300 + 2 + 7 + 300);
+        // prost writes fields in tag order, as the builder does: byte for byte the same.
+        assert_eq!(tile.encode_to_vec(), bytes);
+    }
+
+    #[test]
     fn encoded_tile_follows_the_must_rules() {
         let mut points = LayerBuilder::new("incidents");
         points.point(

@@ -424,5 +424,6 @@ async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_on
     let body: Value = res.json().await.expect("problem");
     assert!(body.to_string().contains("\"z\""), "{body}");
     let (status, body) = app.get_json("/tiles.json?source=postgis").await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "source", "{body}");
 }
