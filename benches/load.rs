@@ -520,7 +520,11 @@ fn http_get(client: &reqwest::Client, urls: Vec<String>) -> Op {
 
 /// A staff read: the admin token the harness created for this database as a bearer token.
 fn http_get_as(client: &reqwest::Client, urls: Vec<String>, token: &str) -> Op {
-    http_get_with(client, urls, &[("authorization", format!("Bearer {token}"))])
+    http_get_with(
+        client,
+        urls,
+        &[("authorization", format!("Bearer {token}"))],
+    )
 }
 
 /// Tiles as a map client asks for them: gzip accepted (the body is counted, not decoded).
@@ -660,7 +664,11 @@ fn scenarios(ctx: &Ctx) -> Vec<Scenario> {
     // The tiles' baseline is the same endpoint built by PostGIS ST_AsMVT (`source=postgis`,
     // incidents layer, uncached), with the same HTTP and gzip.
     let postgis_tiles = |t: &[(u32, u32, u32)]| {
-        http_get_gzip_as(&ctx.client, tile_urls(t, "?source=postgis"), &ctx.admin_token)
+        http_get_gzip_as(
+            &ctx.client,
+            tile_urls(t, "?source=postgis"),
+            &ctx.admin_token,
+        )
     };
     let window = Arc::new(ctx.window.clone());
     let open311_sql: Op = {

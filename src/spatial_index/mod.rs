@@ -128,6 +128,9 @@ type DeltaEntry = GeomWithData<Point3, Uuid>;
 /// The delta grows to at most this many changes, or 1/64 of the base, before it is folded.
 const FOLD_AT_LEAST: usize = 4096;
 
+/// Tree hits tested together before any is visited (see `for_each_in_bbox_where`).
+const CHUNK: usize = 64;
+
 /// An immutable snapshot: records in space order (by H3 cell, so a box's records sit close
 /// together in memory and a tile's walk reads a few runs instead of thousands of scattered
 /// lines), their positions by id (binary search serves `get`, so no hash map), a bulk-loaded
@@ -671,7 +674,6 @@ impl SpatialIndex {
         // taken a chunk at a time: first every hit is tested (position and `keep`) in a loop
         // of independent loads, so the cache misses overlap instead of queueing behind the
         // visitor's work; then the hits kept are visited, their records now in cache.
-        const CHUNK: usize = 64;
         let keep_record = &keep;
         let mut visit_chunk = |part: &BBox, hits: &[u32]| {
             let mut inside = [false; CHUNK];

@@ -259,7 +259,10 @@ impl<'a> IncidentWriter<'a> {
     }
 
     fn small_value(&mut self, n: u64) -> u32 {
-        let Some(slot) = usize::try_from(n).ok().filter(|&n| n < self.small_values.len()) else {
+        let Some(slot) = usize::try_from(n)
+            .ok()
+            .filter(|&n| n < self.small_values.len())
+        else {
             return self.layer.value(&Prop::UInt(n));
         };
         if let Some(v) = self.small_values[slot] {

@@ -47,8 +47,7 @@ pub async fn tile(
                 ),
             ));
         }
-        let bytes =
-            super::store::postgis_incidents_tile(&state.pool, tile, &filter, today).await?;
+        let bytes = super::store::postgis_incidents_tile(&state.pool, tile, &filter, today).await?;
         let mut res = respond(&CachedTile::new(bytes, today), &headers);
         // Built per request for staff: nothing is cached, by us or anyone between.
         res.headers_mut().insert(

@@ -408,14 +408,21 @@ mod tests {
                 (n as i64 * 13 - 200, 4096 - n as i64),
                 &[
                     ("id", Prop::Unique(&id)),
-                    ("status", Prop::Str(if n % 3 == 0 { "new" } else { "fixed" })),
+                    (
+                        "status",
+                        Prop::Str(if n % 3 == 0 { "new" } else { "fixed" }),
+                    ),
                     ("age_days", Prop::UInt(n % 7)),
                     ("score", Prop::Double(n as f64 / 4.0)),
                 ],
             );
         }
         let mut polys = LayerBuilder::new("hotspots");
-        polys.polygon(None, &[(0, 0), (100, 0), (50, 80)], &[("h3", Prop::Str("x"))]);
+        polys.polygon(
+            None,
+            &[(0, 0), (100, 0), (50, 80)],
+            &[("h3", Prop::Str("x"))],
+        );
         let bytes = encode(vec![points, polys]);
         let tile = Tile::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(tile.layers[0].features.len(), 300);

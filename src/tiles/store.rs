@@ -10,7 +10,7 @@ use crate::geo::TileId;
 
 /// The same incidents, properties and order as citypin's `incidents` layer: visible reports
 /// passing the filter in the tile's half-open square `[xmin, xmax) × (ymin, ymax]` of
-/// EPSG:3857 (the rule [`TileId::from_coord`] follows), sorted by id. The GiST index on
+/// EPSG:3857 (the rule [`TileId::from_coord`] follows), sorted by id. The `GiST` index on
 /// `location` finds the candidates (a Web Mercator square is a lon/lat rectangle).
 const INCIDENTS_SQL: &str = r#"
 WITH e AS (SELECT ST_TileEnvelope($1, $2, $3) AS env),

@@ -397,17 +397,17 @@ async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_on
             let plain = format!("{}{}", tile_path(t), filter.replacen('&', "?", 1));
             let ours = fetch(&app, &plain, None).await;
             assert_eq!(ours.status, 200, "{t}");
-            let res = as_staff(
-                format!("{}?source=postgis{filter}", tile_path(t)),
-                &admin,
-            )
-            .await
-            .expect("request");
+            let res = as_staff(format!("{}?source=postgis{filter}", tile_path(t)), &admin)
+                .await
+                .expect("request");
             assert_eq!(res.status(), 200, "{t}");
             assert_eq!(res.headers()["cache-control"], "private, no-store");
             let theirs = decode(&res.bytes().await.expect("body"));
             let (ours, theirs) = (incident_props(&decode(&ours.body)), incident_props(&theirs));
-            assert_eq!(ours, theirs, "{t}{filter}: same incidents, properties and order");
+            assert_eq!(
+                ours, theirs,
+                "{t}{filter}: same incidents, properties and order"
+            );
             compared += usize::from(!ours.is_empty());
         }
     }
