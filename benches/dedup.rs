@@ -24,7 +24,6 @@ use citypin::spatial_index::{Incident, SpatialIndex};
 use criterion::{Criterion, black_box};
 use uuid::Uuid;
 
-const N: usize = 1_000_000;
 /// Greater Los Angeles: about 55 km by 72 km, so 1M incidents give ~250 per km².
 const LON: (f64, f64) = (-118.70, -118.10);
 const LAT: (f64, f64) = (33.70, 34.35);
@@ -39,7 +38,7 @@ const LA_CODES: [&str; 8] = [
     "single-streetlight-issue",
 ];
 
-use citypin::import::generate::SplitMix64 as Rng;
+use citypin::import::generate::{SplitMix64 as Rng, bench_incidents};
 
 /// A uniform position over Los Angeles.
 fn position(rng: &mut Rng) -> Position {
@@ -52,7 +51,7 @@ fn position(rng: &mut Rng) -> Position {
 
 fn world(catalogue: &Catalogue, rng: &mut Rng) -> (SpatialIndex, Vec<Incident>) {
     let now = Utc::now();
-    let incidents: Vec<Incident> = (0..N)
+    let incidents: Vec<Incident> = (0..bench_incidents())
         .map(|i| {
             let code = LA_CODES[rng.below(LA_CODES.len())];
             let at = now - chrono::Duration::minutes((rng.unit() * 60.0 * 24.0 * 30.0) as i64);
@@ -110,7 +109,8 @@ fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
     let mut rng = Rng::new(7);
     let started = Instant::now();
     let (spatial_index, incidents) = world(catalogue, &mut rng);
-    println!("built {N} incidents in {:?}", started.elapsed());
+    let n = incidents.len();
+    println!("built {n} incidents in {:?}", started.elapsed());
     let services: Vec<Arc<Service>> = LA_CODES
         .iter()
         .filter_map(|c| catalogue.get(c).cloned())
@@ -118,7 +118,7 @@ fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
     // Probes next to existing incidents, as real re-reports are, so candidates are scored.
     let probes: Vec<(Arc<Service>, Position)> = (0..100_000)
         .map(|_| {
-            let i = &incidents[rng.below(N)];
+            let i = &incidents[rng.below(n)];
             let s = catalogue
                 .get(&i.service_code)
                 .cloned()
@@ -143,7 +143,7 @@ fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
     latencies.sort_unstable();
     let quantile = |f: f64| latencies[((latencies.len() - 1) as f64 * f) as usize];
     println!(
-        "dedup decision at {N} incidents, {} probes ({linked} linked): p50 {:?}  p99 {:?}  max {:?}",
+        "dedup decision at {n} incidents, {} probes ({linked} linked): p50 {:?}  p99 {:?}  max {:?}",
         probes.len(),
         quantile(0.5),
         quantile(0.99),
