@@ -1348,6 +1348,32 @@ fn goals(res: &Value) -> String {
         format!("{} B", num(&json!(per))),
         |v| v < 250.0,
     );
+    // What each further incident costs the whole process (index, tile pyramid, allocator), with
+    // the fixed cost of a running service taken out: the slope of ready RSS between the
+    // smallest and the largest size of the run.
+    let ready_kb = |s: &Value| {
+        Some((
+            s["incidents"].as_f64()?,
+            s["startup"]["rss_ready_kb"].as_f64()?,
+        ))
+    };
+    if let (Some(small), Some(large)) = (
+        scales.first().and_then(|s| ready_kb(s)),
+        scales.last().and_then(|s| ready_kb(s)),
+    ) && large.0 > small.0
+    {
+        let slope = (large.1 - small.1) * 1024.0 / (large.0 - small.0);
+        goal(
+            &format!(
+                "process RSS per further incident, {} → {} incidents (issue 3)",
+                small.0, large.0
+            ),
+            "< 250 B",
+            Some(slope),
+            format!("{} B", num(&json!(slope))),
+            |v| v < 250.0,
+        );
+    }
     for name in ["nearby_open", "nearby_all"] {
         let r = find(name).and_then(|s| s["throughput_ratio"].as_f64());
         goal(

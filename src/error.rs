@@ -71,10 +71,18 @@ impl AppError {
     }
 
     pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let e = FieldError::new(field, message);
+        Self::bad_fields(vec![FieldError::new(field, message)])
+    }
+
+    /// 400 naming every field at fault, so a client fixes a query in one round.
+    pub fn bad_fields(errors: Vec<FieldError>) -> Self {
         Self::BadRequest {
-            detail: format!("{}: {}", e.field, e.message),
-            errors: vec![e],
+            detail: errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors,
         }
     }
 

@@ -80,14 +80,7 @@ pub async fn similar(
 }
 
 fn bad_query(errors: Vec<FieldError>) -> AppError {
-    AppError::BadRequest {
-        detail: errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors,
-    }
+    AppError::bad_fields(errors)
 }
 
 /// `POST /api/v1/reports/{id}/supporters` ("me too"), optional body `{"contact": {...}}`:

@@ -360,15 +360,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
             .push_bind(f.references.clone())
             .push("))");
     }
-    if !f.service_codes.is_empty() {
-        q.push(" AND r.service_code = ANY(")
-            .push_bind(f.service_codes.clone())
-            .push(")");
-    }
-    if !f.statuses.is_empty() {
-        let names: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
-        q.push(" AND r.status = ANY(").push_bind(names).push(")");
-    }
+    crate::db::sql::push_code_and_status_filter(&mut q, &f.service_codes, &f.statuses);
     if let Some(t) = f.start {
         q.push(" AND r.requested_at >= ").push_bind(t);
     }
