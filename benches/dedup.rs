@@ -149,6 +149,11 @@ fn decision(criterion: &mut Criterion, catalogue: &Catalogue) {
         quantile(0.99),
         latencies[latencies.len() - 1]
     );
+    let p99_us = quantile(0.99).as_secs_f64() * 1e6;
+    println!(
+        "goal | dedup decision p99 at {n} incidents (issue 4) | < 50 µs | {p99_us:.1} µs | {} |",
+        if p99_us < 50.0 { "yes" } else { "**no**" }
+    );
 
     let mut group = criterion.benchmark_group("dedup_decision_1m");
     group.sample_size(10);
@@ -276,6 +281,11 @@ fn intake_throughput() {
         println!(
             "intake throughput ({concurrency} concurrent, 3 rounds each, alternating): dedup on {r_on:.0}/s, off {r_off:.0}/s, on/off = {:.3} ({dups} duplicates linked)",
             r_on / r_off
+        );
+        println!(
+            "goal | intake throughput, dedup on ÷ off (issue 4) | ≥ 0.90 | {:.2} | {} |",
+            r_on / r_off,
+            if r_on / r_off >= 0.9 { "yes" } else { "**no**" }
         );
         pool.close().await;
         sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))

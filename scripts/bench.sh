@@ -6,7 +6,8 @@
 #  3. runs the HTTP load harness (benches/load.rs) at every data size, each scenario side by side
 #     with its baseline;
 #  4. runs the criterion micro-benchmarks (spatial_index, dedup, tiles, photos), each with its own
-#     baseline in the same run, at BENCH_INCIDENTS incidents (1,000,000; 100,000 with --quick);
+#     baseline in the same run, at BENCH_INCIDENTS incidents (1,000,000; 100,000 with --quick),
+#     and the photo memory run (50 concurrent uploads); their goal lines join results.md;
 #  5. plots the scaling curve.
 # Arguments go to the harness: --quick, --scales 100000,1000000, --duration S, --connections N.
 # Results: target/bench/results.{json,md}, target/bench/micro/*.txt, target/bench/scaling.png,
@@ -47,6 +48,17 @@ for b in spatial_index dedup tiles photos; do
   DATABASE_URL="$url" cargo bench --bench "$b" 2>&1 | tee "$out/micro/$b.txt"
   stage "micro-benchmark $b ($BENCH_INCIDENTS incidents)"
 done
+
+# 50 concurrent 12-megapixel uploads against a release server: peak RSS (issue 9).
+benches/photos-load.sh 50 2>&1 | tee "$out/micro/photos_load.txt"
+stage "photos under 50 concurrent uploads"
+
+# The micro-benchmarks' goals: each prints `goal | figure | goal | measured | met |` lines.
+{
+  printf '\n### Goals measured in process (criterion benches, %s incidents)\n\n' "$BENCH_INCIDENTS"
+  printf '| figure | goal | measured | met |\n|---|---|---|---|\n'
+  grep -h '^goal |' "$out"/micro/*.txt | sed 's/^goal //' || true
+} >>"$out/results.md"
 
 # The plot is a picture of results.json; a missing PyPI leaves the numbers intact.
 if [ ! -x "$out/venv/bin/python" ]; then
