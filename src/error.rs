@@ -240,6 +240,16 @@ pub async fn body_bytes_max(req: Request, max: usize) -> Result<bytes::Bytes, Ap
         .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))
 }
 
+/// True when the request's `Content-Type` is `mime` (parameters such as `charset` and the
+/// case of the type aside).
+pub fn has_content_type(headers: &axum::http::HeaderMap, mime: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(mime))
+}
+
 /// Deserializes JSON, naming the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

@@ -188,6 +188,15 @@ pub async fn change_status(
     Ok(report)
 }
 
+/// The report a public path names (id, reference or imported id), or 404 when there is none
+/// or moderation hid it: a hidden report is not there for the public, whatever the path.
+pub async fn find_visible(state: &AppState, key: &str) -> Result<Report, AppError> {
+    store::find(&state.pool, key)
+        .await?
+        .filter(|r| !r.hidden)
+        .ok_or(AppError::NotFound("report"))
+}
+
 /// Puts a freshly committed report into the live index.
 pub fn index_after_commit(state: &AppState, report: &Report) {
     if report.hidden {
