@@ -53,6 +53,21 @@ pub trait PhotoStore: Send + Sync {
     fn remove(&self, hash: ContentHash) -> BoxFuture<'_, std::io::Result<()>>;
 }
 
+/// Whether a store error means "try again later" (503) rather than a fault (500).
+pub fn is_unavailable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::NotConnected
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::ResourceBusy
+    )
+}
+
 /// Files under a root directory, fanned out by the hash's first two hex digits
 /// (`ab/abcdef….jpg`) so no directory grows too large.
 #[derive(Clone, Debug)]
