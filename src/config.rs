@@ -67,7 +67,7 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "CITYPIN_S3_REGION",
-        "the bucket's region (default AWS_REGION, else us-east-1)",
+        "the bucket's region (default AWS_REGION or AWS_DEFAULT_REGION, else us-east-1)",
     ),
     (
         "CITYPIN_S3_PATH_STYLE",
