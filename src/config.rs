@@ -360,6 +360,14 @@ fn photo_store(
                 "must be an http:// or https:// URL",
             )
         })?;
+    // The endpoint is logged at start-up: it must not carry a password.
+    if !endpoint.username().is_empty() || endpoint.password().is_some() {
+        return Err(invalid(
+            "CITYPIN_S3_ENDPOINT",
+            "(not shown: it holds credentials)",
+            "must not hold credentials; use CITYPIN_S3_ACCESS_KEY_ID and CITYPIN_S3_SECRET_ACCESS_KEY",
+        ));
+    }
     let path_style = match s3.remove("PATH_STYLE") {
         None => endpoint_given.is_some(),
         Some(v) => parse("CITYPIN_S3_PATH_STYLE", &v)?,
@@ -462,6 +470,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Bad_Bucket"), "{err}");
+        let err = Settings::from_vars(vars(&[
+            ("CITYPIN_PHOTO_STORE", "s3://photos"),
+            ("CITYPIN_S3_ENDPOINT", "http://admin:pa55word@minio:9000"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("CITYPIN_S3_ENDPOINT") && !err.contains("pa55word"),
+            "{err}"
+        );
         let err = Settings::from_vars(vars(&[("CITYPIN_S3_BUKET", "x")])).unwrap_err();
         assert!(err.to_string().contains("CITYPIN_S3_BUKET"));
         let aws = Settings::from_vars(vars(&[
