@@ -258,6 +258,12 @@ async fn a_store_that_is_down_gives_503_and_the_retry_on_a_healthy_replica_store
     assert_eq!(res.headers()["retry-after"], "1");
     let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["status"], 503);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("photo store") && !d.contains("127.0.0.1")),
+        "{problem}"
+    );
     assert_eq!(count(&down.pool, "reports").await, 0);
     assert_eq!(count(&down.pool, "photos").await, 0);
 
