@@ -1,4 +1,5 @@
-//! Where photo files live: one small interface, and a local-filesystem implementation.
+//! Where photo files live: one small interface, and a local-filesystem implementation (the
+//! S3-compatible one is in `s3.rs`).
 //!
 //! Files are content-addressed (named by the SHA-256 of the re-encoded bytes), so a name never
 //! points at different bytes and may be cached forever; a write is a temporary file in the same
