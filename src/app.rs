@@ -46,7 +46,7 @@ impl AppState {
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
-        let photos = Arc::new(Photos::new(&settings));
+        let photos = Arc::new(Photos::new(&settings)?);
         let spatial_index = Arc::new(SpatialIndex::new());
         let tile_cache = Arc::new(TileCache::new(
             crate::tiles::cache::DEFAULT_MAX_BYTES,

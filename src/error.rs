@@ -57,6 +57,9 @@ pub enum AppError {
     /// 503: the database is unreachable or saturated; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable,
+    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly.
+    #[error("the photo store cannot be reached; nothing was stored, try again shortly")]
+    PhotoStoreUnavailable,
     /// 500: a bug or an unexpected failure. The body never carries the detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,7 +107,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::PhotoStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -162,7 +165,7 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unavailable) {
+        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

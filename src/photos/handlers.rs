@@ -388,7 +388,7 @@ pub async fn serve(
         .storage
         .get(hash)
         .await
-        .map_err(AppError::internal)?
+        .map_err(super::store_error)?
         .ok_or(AppError::NotFound("photo"))?;
     let mut res = (cache, bytes).into_response();
     res.headers_mut().insert(

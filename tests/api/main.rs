@@ -7,6 +7,7 @@ mod helpers;
 mod open311;
 mod outage;
 mod photos;
+mod photos_s3;
 mod reports;
 mod spatial_index;
 mod tiles;
