@@ -39,6 +39,13 @@ pub enum Outcome {
     },
 }
 
+/// Intakes admitted at once per pool connection. Past that, the pool's queue would only make
+/// every accepted write slower (each waits for the ones ahead) until the acquire timeout turns
+/// them into slow 503s; a write past the bound is refused at once with 503 and `Retry-After`,
+/// and the ones admitted keep a short wait. Four per connection keeps the connections busy
+/// (a transaction spends part of its time in the service, between round trips).
+pub const ADMITTED_PER_CONNECTION: usize = 4;
+
 /// Stores a new report. With an idempotency key, a replay returns the first response and the
 /// same key with a different body is refused (422).
 pub async fn submit(
@@ -72,6 +79,10 @@ pub async fn submit_with_photos(
             )
         })?
         .clone();
+    let _admitted = state
+        .intake_admission
+        .try_acquire()
+        .map_err(|_| AppError::Unavailable)?;
     let scope = caller
         .token_id()
         .map_or_else(|| "public".to_owned(), |t| t.to_string());
