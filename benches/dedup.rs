@@ -230,7 +230,8 @@ fn intake_throughput() {
         // with a key, the claim and the dedup look-up share one round trip.
         for keyed in [false, true] {
             let mut totals = [(0usize, Duration::ZERO), (0usize, Duration::ZERO)];
-            for round in 0..6 {
+            // Ten rounds each, alternating, so a swing in the machine's load hits both sides alike.
+            for round in 0..20 {
                 let (which, state) = if round % 2 == 0 { (0, &on) } else { (1, &off) };
                 let batch: Vec<(String, Position)> = (0..per_round)
                     .map(|i| rows[(next + i) % rows.len()].clone())
@@ -287,7 +288,7 @@ fn intake_throughput() {
                 "without a key"
             };
             println!(
-                "intake throughput {how} ({concurrency} concurrent, 3 rounds each, alternating): dedup on {r_on:.0}/s, off {r_off:.0}/s, on/off = {:.3} ({dups} duplicates linked so far)",
+                "intake throughput {how} ({concurrency} concurrent, 10 rounds each, alternating): dedup on {r_on:.0}/s, off {r_off:.0}/s, on/off = {:.3} ({dups} duplicates linked so far)",
                 r_on / r_off
             );
         }
