@@ -1,6 +1,7 @@
 //! The integration-test binary: the real server on 127.0.0.1:0 against a fresh `PostGIS`
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
+mod admission;
 mod dedup;
 mod exports;
 mod helpers;
