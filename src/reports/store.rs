@@ -386,18 +386,8 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         // (seconds at a million). The boxes are a sphere's; the test below is on the spheroid,
         // whose distances differ by under 0.6 %, so they are padded by 1 %.
         if let Ok(center) = crate::geo::Position::new(lon, lat) {
-            q.push(" AND (");
-            for (i, b) in crate::geo::circle_bboxes(center, radius * 1.01)
-                .iter()
-                .enumerate()
-            {
-                if i > 0 {
-                    q.push(" OR ");
-                }
-                q.push("r.location && ");
-                crate::db::sql::push_envelope(&mut q, b);
-            }
-            q.push(")");
+            q.push(" AND ");
+            crate::db::sql::push_circle_prefilter(&mut q, center, radius * 1.01);
         }
         q.push(" AND ST_DWithin(r.location::geography, ST_SetSRID(ST_MakePoint(")
             .push_bind(lon)
