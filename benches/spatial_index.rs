@@ -33,8 +33,13 @@ fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// 1,000,000, or `BENCH_INCIDENTS` (`make bench-quick` sets 100,000).
 fn incidents_n() -> usize {
-    if full_run() { 1_000_000 } else { 5_000 }
+    if full_run() {
+        citypin::import::generate::bench_incidents()
+    } else {
+        5_000
+    }
 }
 
 fn queries_n() -> usize {

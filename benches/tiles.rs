@@ -20,11 +20,11 @@ use citypin::tiles::model::TileFilter;
 use citypin::tiles::pyramid::Pyramid;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// 1,000,000 under `cargo bench`; a small smoke run under `cargo test --all-targets` (which
-/// runs each benchmark once), so `make test` stays quick.
+/// 1,000,000 (or `BENCH_INCIDENTS`) under `cargo bench`; a small smoke run under
+/// `cargo test --all-targets` (which runs each benchmark once), so `make test` stays quick.
 fn n_incidents() -> usize {
     if std::env::args().any(|a| a == "--bench") {
-        1_000_000
+        citypin::import::generate::bench_incidents()
     } else {
         20_000
     }

@@ -123,7 +123,8 @@ fn main() {
     let tile_pyramid = Arc::new(citypin::tiles::pyramid::Pyramid::new(spatial_index.clone()));
     let state = AppState {
         pool,
-        photos: Arc::new(citypin::photos::Photos::new(&settings)),
+        photos: Arc::new(citypin::photos::Photos::new(&settings).expect("profile setup")),
+        intake_admission: Arc::new(tokio::sync::Semaphore::new(1)),
         settings: Arc::new(settings),
         catalogue: Arc::new(catalogue),
         spatial_index,

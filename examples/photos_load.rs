@@ -80,4 +80,16 @@ async fn main() {
     {
         println!("server {line}");
     }
+    // One line for the benchmark suite's goals table (scripts/bench.sh).
+    let peak_kb: Option<f64> = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    if let Some(kb) = peak_kb {
+        let mib = kb / 1024.0;
+        println!(
+            "goal | server peak RSS, {n} concurrent 12 MP uploads (issue 9) | < 1 GB | {mib:.0} MiB | {} |",
+            if mib < 1024.0 { "yes" } else { "**no**" }
+        );
+    }
 }

@@ -32,8 +32,8 @@ if ! "$venv/bin/python" -c 'import georeport, mapbox_vector_tile' 2>/dev/null; t
   "$venv/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1 'mapbox-vector-tile>=2,<3'
 fi
 
-# The independent GeoJSON checker the export tests run (@placemarkio/check-geojson), pinned by
-# tests/tools/package-lock.json.
-if [ ! -d tests/tools/node_modules/@placemarkio/check-geojson ]; then
+# The independent GeoJSON checker the export tests run (@placemarkio/check-geojson) and the
+# S3-protocol server the S3 photo-store tests run (s3rver), pinned by tests/tools/package-lock.json.
+if [ ! -d tests/tools/node_modules/@placemarkio/check-geojson ] || [ ! -x tests/tools/node_modules/.bin/s3rver ]; then
   (cd tests/tools && npm ci --no-audit --no-fund --silent)
 fi

@@ -26,6 +26,9 @@ pub struct AppState {
     pub photos: Arc<Photos>,
     pub tile_cache: Arc<TileCache>,
     pub tile_pyramid: Arc<crate::tiles::pyramid::Pyramid>,
+    /// Intakes admitted at once (see [`crate::reports::intake::ADMITTED_PER_CONNECTION`]); one
+    /// more is refused at once with 503 and `Retry-After` instead of queueing for the pool.
+    pub intake_admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -46,14 +49,18 @@ impl AppState {
             .upsert(&pool)
             .await
             .map_err(|e| format!("could not store the service catalogue: {e}"))?;
-        let photos = Arc::new(Photos::new(&settings));
+        let photos = Arc::new(Photos::new(&settings)?);
         let spatial_index = Arc::new(SpatialIndex::new());
         let tile_cache = Arc::new(TileCache::new(
             crate::tiles::cache::DEFAULT_MAX_BYTES,
             spatial_index.subscribe(),
         ));
         let tile_pyramid = Arc::new(crate::tiles::pyramid::Pyramid::new(spatial_index.clone()));
+        let intake_admission = Arc::new(tokio::sync::Semaphore::new(
+            settings.db_max_connections as usize * crate::reports::intake::ADMITTED_PER_CONNECTION,
+        ));
         Ok(Self {
+            intake_admission,
             tile_pyramid,
             photos,
             pool,

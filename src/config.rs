@@ -54,6 +54,38 @@ const KNOWN: &[(&str, &str)] = &[
         "where photo files are kept (default DATA_DIR/photos)",
     ),
     (
+        "CITYPIN_PHOTO_STORE",
+        "`local` (default: files under CITYPIN_PHOTO_DIR), `s3://BUCKET[/PREFIX]`, or `s3` with CITYPIN_S3_BUCKET",
+    ),
+    (
+        "CITYPIN_S3_BUCKET",
+        "the bucket when CITYPIN_PHOTO_STORE=s3",
+    ),
+    (
+        "CITYPIN_S3_ENDPOINT",
+        "S3-compatible endpoint, e.g. http://minio:9000 (default AWS_ENDPOINT_URL, else https://s3.REGION.amazonaws.com)",
+    ),
+    (
+        "CITYPIN_S3_REGION",
+        "the bucket's region (default AWS_REGION or AWS_DEFAULT_REGION, else us-east-1)",
+    ),
+    (
+        "CITYPIN_S3_PATH_STYLE",
+        "true: ENDPOINT/BUCKET/KEY (MinIO and the like); false: BUCKET.HOST/KEY (default true when an endpoint is set)",
+    ),
+    (
+        "CITYPIN_S3_ACCESS_KEY_ID",
+        "S3 access key (default AWS_ACCESS_KEY_ID)",
+    ),
+    (
+        "CITYPIN_S3_SECRET_ACCESS_KEY",
+        "S3 secret key (default AWS_SECRET_ACCESS_KEY); never logged",
+    ),
+    (
+        "CITYPIN_S3_SESSION_TOKEN",
+        "temporary-credential token (default AWS_SESSION_TOKEN); never logged",
+    ),
+    (
         "CITYPIN_RECONCILE_SECS",
         "seconds between index reconciliations (default 5)",
     ),
@@ -83,6 +115,50 @@ pub struct Settings {
     pub reconcile_every: Duration,
     /// Where photo files are kept; `None` means `data_dir/photos`.
     pub photo_dir: Option<PathBuf>,
+    /// Which photo store: local files (in `photo_dir`) or an S3-compatible bucket.
+    pub photo_store: PhotoStoreSetting,
+}
+
+/// Where photos live.
+#[derive(Clone, Debug, Default)]
+pub enum PhotoStoreSetting {
+    #[default]
+    Local,
+    S3(Box<S3Settings>),
+}
+
+/// An S3-compatible bucket, checked at load so a bad setting stops start-up.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    pub endpoint: reqwest::Url,
+    pub bucket: String,
+    /// Prepended to every object key; empty or ending in `/`.
+    pub prefix: String,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+/// A credential: `Debug` prints no part of it, so settings can be logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// A setting that could not be used, named so the operator can fix it.
@@ -120,6 +196,7 @@ impl Default for Settings {
             public_url: format!("http://{listen}"),
             reconcile_every: Duration::from_secs(5),
             photo_dir: None,
+            photo_store: PhotoStoreSetting::Local,
         }
     }
 }
@@ -136,7 +213,25 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut s = Self::default();
         let mut public_url = None;
+        // S3 settings: `CITYPIN_S3_*` wins over the standard `AWS_*` variable of the same meaning.
+        let mut s3 = std::collections::HashMap::<String, String>::new();
+        let mut store = None;
         for (name, value) in vars {
+            if let Some(aws) = name.strip_prefix("AWS_") {
+                if !value.is_empty() {
+                    s3.entry(aws.to_owned()).or_insert(value);
+                }
+                continue;
+            }
+            if let Some(own) = name.strip_prefix("CITYPIN_S3_") {
+                let known = KNOWN.iter().any(|(k, _)| *k == name);
+                if known {
+                    if !value.is_empty() {
+                        s3.insert(own.to_owned(), value);
+                    }
+                    continue;
+                }
+            }
             if name == "DATABASE_URL" {
                 if !value.is_empty() {
                     s.database_url = Some(value);
@@ -174,6 +269,7 @@ impl Settings {
                 "CITYPIN_PHOTO_DIR" => {
                     s.photo_dir = (!value.is_empty()).then(|| PathBuf::from(value));
                 }
+                "CITYPIN_PHOTO_STORE" => store = Some(value),
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;
@@ -186,6 +282,7 @@ impl Settings {
             }
         }
         s.public_url = public_url.unwrap_or_else(|| format!("http://{}", s.listen));
+        s.photo_store = photo_store(store.as_deref(), &mut s3)?;
         Ok(s)
     }
 
@@ -197,6 +294,106 @@ impl Settings {
             out
         })
     }
+}
+
+/// `CITYPIN_PHOTO_STORE` and the S3 variables (keyed without their `CITYPIN_S3_`/`AWS_` prefix).
+fn photo_store(
+    store: Option<&str>,
+    s3: &mut std::collections::HashMap<String, String>,
+) -> Result<PhotoStoreSetting, ConfigError> {
+    const NAME: &str = "CITYPIN_PHOTO_STORE";
+    let (bucket, prefix) = match store.map(str::trim) {
+        None | Some("" | "local") => return Ok(PhotoStoreSetting::Local),
+        Some("s3") => {
+            let bucket = s3.remove("BUCKET").ok_or_else(|| {
+                invalid(
+                    NAME,
+                    "s3",
+                    "set CITYPIN_S3_BUCKET, or use s3://BUCKET[/PREFIX]",
+                )
+            })?;
+            (bucket, String::new())
+        }
+        Some(url) => {
+            let rest = url
+                .strip_prefix("s3://")
+                .ok_or_else(|| invalid(NAME, url, "use local, s3, or s3://BUCKET[/PREFIX]"))?;
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            (bucket.to_owned(), prefix.trim_matches('/').to_owned())
+        }
+    };
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok {
+        return Err(invalid(
+            NAME,
+            &bucket,
+            "a bucket name is 3 to 63 lower-case letters, digits, dots or hyphens",
+        ));
+    }
+    let prefix = if prefix.is_empty() {
+        prefix
+    } else {
+        format!("{prefix}/")
+    };
+    let region = s3
+        .remove("REGION")
+        .or_else(|| s3.remove("DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let endpoint_given = s3
+        .get("ENDPOINT")
+        .or_else(|| s3.get("ENDPOINT_URL"))
+        .cloned();
+    let endpoint_text = endpoint_given
+        .clone()
+        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+    let endpoint: reqwest::Url = endpoint_text
+        .parse()
+        .ok()
+        .filter(|u: &reqwest::Url| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| {
+            invalid(
+                "CITYPIN_S3_ENDPOINT",
+                &endpoint_text,
+                "must be an http:// or https:// URL",
+            )
+        })?;
+    // The endpoint is logged at start-up: it must not carry a password.
+    if !endpoint.username().is_empty() || endpoint.password().is_some() {
+        return Err(invalid(
+            "CITYPIN_S3_ENDPOINT",
+            "(not shown: it holds credentials)",
+            "must not hold credentials; use CITYPIN_S3_ACCESS_KEY_ID and CITYPIN_S3_SECRET_ACCESS_KEY",
+        ));
+    }
+    let path_style = match s3.remove("PATH_STYLE") {
+        None => endpoint_given.is_some(),
+        Some(v) => parse("CITYPIN_S3_PATH_STYLE", &v)?,
+    };
+    let missing = |what: &str| {
+        invalid(
+            NAME,
+            store.unwrap_or_default(),
+            &format!("an S3 store needs CITYPIN_S3_{what} (or AWS_{what})"),
+        )
+    };
+    Ok(PhotoStoreSetting::S3(Box::new(S3Settings {
+        endpoint,
+        bucket,
+        prefix,
+        region,
+        path_style,
+        access_key_id: s3
+            .remove("ACCESS_KEY_ID")
+            .ok_or_else(|| missing("ACCESS_KEY_ID"))?,
+        secret_access_key: Secret(
+            s3.remove("SECRET_ACCESS_KEY")
+                .ok_or_else(|| missing("SECRET_ACCESS_KEY"))?,
+        ),
+        session_token: s3.remove("SESSION_TOKEN").map(Secret),
+    })))
 }
 
 fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
@@ -237,6 +434,66 @@ mod tests {
     fn bad_listen_address_names_the_setting() {
         let err = Settings::from_vars(vars(&[("CITYPIN_LISTEN", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("CITYPIN_LISTEN"));
+    }
+
+    #[test]
+    fn an_s3_store_takes_its_own_settings_over_aws_ones_and_never_prints_the_secret() {
+        let s = Settings::from_vars(vars(&[
+            ("CITYPIN_PHOTO_STORE", "s3://city-photos/prod/"),
+            ("AWS_REGION", "eu-west-3"),
+            ("CITYPIN_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("AWS_ACCESS_KEY_ID", "aws-key"),
+            ("CITYPIN_S3_ACCESS_KEY_ID", "own-key"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter2-secret"),
+        ]))
+        .unwrap();
+        let PhotoStoreSetting::S3(s3) = &s.photo_store else {
+            panic!("expected an S3 store");
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str(), s3.region.as_str()),
+            ("city-photos", "prod/", "eu-west-3")
+        );
+        assert_eq!(s3.access_key_id, "own-key");
+        assert!(s3.path_style);
+        assert_eq!(s3.secret_access_key.expose(), "hunter2-secret");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_s3_store_without_credentials_or_with_a_bad_bucket_stops_start_up() {
+        let err = Settings::from_vars(vars(&[("CITYPIN_PHOTO_STORE", "s3://photos")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ACCESS_KEY_ID"), "{err}");
+        let err = Settings::from_vars(vars(&[("CITYPIN_PHOTO_STORE", "s3://Bad_Bucket")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Bad_Bucket"), "{err}");
+        let err = Settings::from_vars(vars(&[
+            ("CITYPIN_PHOTO_STORE", "s3://photos"),
+            ("CITYPIN_S3_ENDPOINT", "http://admin:pa55word@minio:9000"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("CITYPIN_S3_ENDPOINT") && !err.contains("pa55word"),
+            "{err}"
+        );
+        let err = Settings::from_vars(vars(&[("CITYPIN_S3_BUKET", "x")])).unwrap_err();
+        assert!(err.to_string().contains("CITYPIN_S3_BUKET"));
+        let aws = Settings::from_vars(vars(&[
+            ("CITYPIN_PHOTO_STORE", "s3"),
+            ("CITYPIN_S3_BUCKET", "photos"),
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]))
+        .unwrap();
+        let PhotoStoreSetting::S3(s3) = aws.photo_store else {
+            panic!("expected an S3 store");
+        };
+        assert_eq!(s3.endpoint.as_str(), "https://s3.us-east-1.amazonaws.com/");
+        assert!(!s3.path_style);
     }
 
     #[test]

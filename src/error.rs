@@ -57,6 +57,9 @@ pub enum AppError {
     /// 503: the database is unreachable or saturated; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable,
+    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly.
+    #[error("the photo store cannot be reached; nothing was stored, try again shortly")]
+    PhotoStoreUnavailable,
     /// 500: a bug or an unexpected failure. The body never carries the detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,10 +74,18 @@ impl AppError {
     }
 
     pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let e = FieldError::new(field, message);
+        Self::bad_fields(vec![FieldError::new(field, message)])
+    }
+
+    /// 400 naming every field at fault, so a client fixes a query in one round.
+    pub fn bad_fields(errors: Vec<FieldError>) -> Self {
         Self::BadRequest {
-            detail: format!("{}: {}", e.field, e.message),
-            errors: vec![e],
+            detail: errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors,
         }
     }
 
@@ -96,7 +107,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::PhotoStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,7 +165,7 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unavailable) {
+        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -230,6 +241,16 @@ pub async fn body_bytes_max(req: Request, max: usize) -> Result<bytes::Bytes, Ap
     axum::body::to_bytes(req.into_body(), max)
         .await
         .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))
+}
+
+/// True when the request's `Content-Type` is `mime` (parameters such as `charset` and the
+/// case of the type aside).
+pub fn has_content_type(headers: &axum::http::HeaderMap, mime: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(mime))
 }
 
 /// Deserializes JSON, naming the path of the field at fault.

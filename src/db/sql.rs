@@ -3,6 +3,7 @@
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::geo::{BBox, Position};
+use crate::reports::model::Status;
 
 /// Pushes `ST_MakeEnvelope(minLon, minLat, maxLon, maxLat, 4326)` with bound values.
 pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: &BBox) {
@@ -48,4 +49,22 @@ pub fn push_circle_prefilter(q: &mut QueryBuilder<'_, Postgres>, center: Positio
         push_envelope(q, b);
     }
     q.push(")");
+}
+
+/// Pushes ` AND r.service_code = ANY(…)` and ` AND r.status = ANY(…)` for the non-empty lists
+/// (an empty list means no filter), on a query whose reports table is aliased `r`.
+pub fn push_code_and_status_filter(
+    q: &mut QueryBuilder<'_, Postgres>,
+    service_codes: &[String],
+    statuses: &[Status],
+) {
+    if !service_codes.is_empty() {
+        q.push(" AND r.service_code = ANY(")
+            .push_bind(service_codes.to_vec())
+            .push(")");
+    }
+    if !statuses.is_empty() {
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        q.push(" AND r.status = ANY(").push_bind(names).push(")");
+    }
 }

@@ -71,41 +71,88 @@ fn age_hours(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
     ((now - then).num_milliseconds() as f64 / 3_600_000.0).max(0.0)
 }
 
-/// Finds the parent of a new report inside the intake transaction, after taking the area
-/// lock (held until commit), reading candidates from `PostGIS`: the live index may not yet
-/// hold a report that another process committed a moment ago. Whichever of two twin intakes
-/// takes the lock second sees the first one's committed report and links to it.
+/// Where an intake of `service` at `position`, made at `requested_at`, looks for its parent;
+/// `None` when the service has dedup off.
+pub fn area(
+    catalogue: &Catalogue,
+    service: &Service,
+    position: Position,
+    requested_at: DateTime<Utc>,
+    exclude: Uuid,
+) -> Option<store::Area> {
+    let params = DedupParams::of(service);
+    if !params.enabled() {
+        return None;
+    }
+    Some(store::Area {
+        lock_keys: lock_keys(position, params.radius_m, &service.group),
+        boxes: crate::geo::circle_bboxes(position, params.radius_m),
+        codes: related_codes(catalogue, service),
+        since: requested_at - chrono::Duration::seconds((params.window_hours * 3600.0) as i64),
+        exclude,
+    })
+}
+
+/// The best parent among the candidates read under the area lock, if it clears the threshold.
+pub fn best_parent(
+    service: &Service,
+    description: &str,
+    position: Position,
+    requested_at: DateTime<Utc>,
+    rows: &[store::CandidateRow],
+) -> Option<Scored> {
+    let params = DedupParams::of(service);
+    let candidates = rows.iter().filter_map(|r| {
+        Some(Candidate {
+            id: r.id,
+            distance_m: position.distance_m(r.position()?),
+            age_hours: age_hours(requested_at, r.requested_at),
+            relation: relation(service, &r.service_code),
+            description: &r.description,
+        })
+    });
+    scoring::best(&params, description, candidates)
+}
+
+/// Finds the parent of a stored report inside its transaction, after taking the area lock
+/// (held until commit), reading candidates from `PostGIS`: the live index may not yet hold a
+/// report that another process committed a moment ago. Whichever of two twin intakes takes
+/// the lock second sees the first one's committed report and links to it. (Intake itself
+/// takes the lock before its insert, in the same call as its idempotency claim: see
+/// [`crate::reports::intake`].)
 pub async fn find_parent(
     conn: &mut PgConnection,
     catalogue: &Catalogue,
     service: &Service,
     new: &Report,
 ) -> Result<Option<Scored>, sqlx::Error> {
-    let params = DedupParams::of(service);
-    if !params.enabled() {
+    let Some(area) = area(catalogue, service, new.position(), new.requested_at, new.id) else {
         return Ok(None);
-    }
-    let position = new.position();
-    let since = new.requested_at - chrono::Duration::seconds((params.window_hours * 3600.0) as i64);
-    let rows = store::lock_and_candidates(
-        conn,
-        &lock_keys(position, params.radius_m, &service.group),
-        &crate::geo::circle_bboxes(position, params.radius_m),
-        &related_codes(catalogue, service),
-        since,
-        new.id,
-    )
-    .await?;
-    let candidates = rows.iter().filter_map(|r| {
-        Some(Candidate {
-            id: r.id,
-            distance_m: position.distance_m(r.position()?),
-            age_hours: age_hours(new.requested_at, r.requested_at),
-            relation: relation(service, &r.service_code),
-            description: &r.description,
-        })
-    });
-    Ok(scoring::best(&params, &new.description, candidates))
+    };
+    let (_, rows) = store::claim_and_candidates(conn, None, Some(&area)).await?;
+    Ok(best_parent(
+        service,
+        &new.description,
+        new.position(),
+        new.requested_at,
+        &rows,
+    ))
+}
+
+/// The data recorded on both reports' events by a duplicate link.
+pub fn link_data(
+    mut data: serde_json::Value,
+    child: (Uuid, &str, Status, i32),
+    parent: (Uuid, &str),
+) -> serde_json::Value {
+    let (child_id, child_reference, from_status, supporters) = child;
+    data["parent"] = serde_json::json!(parent.0);
+    data["parent_reference"] = serde_json::json!(parent.1);
+    data["child"] = serde_json::json!(child_id);
+    data["child_reference"] = serde_json::json!(child_reference);
+    data["from_status"] = serde_json::json!(from_status.as_str());
+    data["supporters_added"] = serde_json::json!(1 + supporters);
+    data
 }
 
 /// Scores the open incidents of the live index around `position` as parents of a new report
@@ -174,17 +221,16 @@ pub async fn link(
     child: &Report,
     parent: &Report,
     kind: &str,
-    mut data: serde_json::Value,
+    data: serde_json::Value,
     note: Option<&str>,
     actor: Actor<'_>,
 ) -> Result<Report, sqlx::Error> {
     let added = 1 + child.supporters;
-    data["parent"] = serde_json::json!(parent.id);
-    data["parent_reference"] = serde_json::json!(parent.reference);
-    data["child"] = serde_json::json!(child.id);
-    data["child_reference"] = serde_json::json!(child.reference);
-    data["from_status"] = serde_json::json!(child.status().as_str());
-    data["supporters_added"] = serde_json::json!(added);
+    let data = link_data(
+        data,
+        (child.id, &child.reference, child.status(), child.supporters),
+        (parent.id, &parent.reference),
+    );
     let status_note = format!("duplicate of {}", parent.reference);
     let parent_note = format!("{} linked as a duplicate", child.reference);
     store::link(

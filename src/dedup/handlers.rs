@@ -1,7 +1,7 @@
 //! Thin handlers of the dedup endpoints: extract, parse, call `decide`, respond.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
@@ -80,14 +80,7 @@ pub async fn similar(
 }
 
 fn bad_query(errors: Vec<FieldError>) -> AppError {
-    AppError::BadRequest {
-        detail: errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        errors,
-    }
+    AppError::bad_fields(errors)
 }
 
 /// `POST /api/v1/reports/{id}/supporters` ("me too"), optional body `{"contact": {...}}`:
@@ -111,15 +104,7 @@ pub async fn support(
                 })
         })
         .transpose()?;
-    let has_json_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
+    let has_json_type = crate::error::has_content_type(req.headers(), "application/json");
     let bytes = body_bytes(req, &state).await?;
     let body: SupportBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         SupportBody::default()
@@ -135,10 +120,7 @@ pub async fn support(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let report = reports_store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let report = crate::reports::intake::find_visible(&state, &id).await?;
     let supporter = match (&contact, &key) {
         (Some(c), _) if c.email.is_some() || c.phone.is_some() => Supporter::Contact(c),
         (_, Some(k)) => Supporter::Key(k),
@@ -176,10 +158,7 @@ pub async fn merge(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let child = reports_store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let child = crate::reports::intake::find_visible(&state, &id).await?;
     let into = reports_store::find(&state.pool, &body.into)
         .await?
         .filter(|r| !r.hidden)
@@ -209,10 +188,7 @@ pub async fn unmerge(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let child = reports_store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let child = crate::reports::intake::find_visible(&state, &id).await?;
     let report = decide::unmerge(&state, child.id, note.as_deref(), &caller).await?;
     Ok(axum::Json(intake::view(&state, &report)).into_response())
 }

@@ -1,5 +1,6 @@
-//! All SQL of the dedup capability: the area lock, the in-transaction candidate look-up, the
-//! duplicate link and its undo, and the "me too" claims.
+//! All SQL of the dedup capability: the area lock, the in-transaction candidate look-up (in
+//! one call with the intake's idempotency claim), the duplicate link and its undo, and the
+//! "me too" claims.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -11,6 +12,7 @@ use crate::geo::Position;
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CandidateRow {
     pub id: Uuid,
+    pub reference: String,
     pub service_code: String,
     pub description: String,
     pub lon: f64,
@@ -18,41 +20,98 @@ pub struct CandidateRow {
     pub requested_at: DateTime<Utc>,
 }
 
-/// Takes the area locks for `lock_keys`, then reads the open, visible reports of `codes`
-/// inside the boxes around a point, reported since `since`, in one round trip (see the
-/// `dedup_lock_and_candidates` function in migration 0004). The caller measures the exact
-/// distance (the same haversine as the live index).
-pub async fn lock_and_candidates(
+/// Where an intake looks for duplicates: the area locks to take and the candidate filter.
+#[derive(Clone, Debug)]
+pub struct Area {
+    pub lock_keys: Vec<i64>,
+    pub boxes: Vec<crate::geo::BBox>,
+    pub codes: Vec<String>,
+    pub since: DateTime<Utc>,
+    pub exclude: Uuid,
+}
+
+/// An `Idempotency-Key` to claim: scope, key and the hash of the request body.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a [u8],
+}
+
+/// Intake's first statement, one round trip (the `intake_claim_and_candidates` function in
+/// migration 0011): claims the idempotency key if there is one, then, if there is an area,
+/// takes its locks (held until commit) and reads the open, visible reports of its codes inside
+/// its boxes, reported since its `since`. Returns whether the key was claimed (`false`: it was
+/// seen before, nothing was locked) and the candidates. The caller measures the exact distance
+/// (the same haversine as the live index).
+pub async fn claim_and_candidates(
     conn: &mut PgConnection,
-    lock_keys: &[i64],
-    boxes: &[crate::geo::BBox],
-    codes: &[String],
-    since: DateTime<Utc>,
-    exclude: Uuid,
-) -> Result<Vec<CandidateRow>, sqlx::Error> {
-    let mut keys = lock_keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
-    // Near the antimeridian the boxes split in two; their collection's bounding box is then a
-    // whole band of latitudes: slower, still correct, and rare.
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new("SELECT * FROM dedup_lock_and_candidates(");
-    q.push_bind(keys)
-        .push(", ")
-        .push_bind(codes.to_vec())
-        .push(", ")
-        .push_bind(since)
-        .push(", ")
-        .push_bind(exclude)
-        .push(", ST_Collect(ARRAY[");
-    for (i, b) in boxes.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        crate::db::sql::push_envelope(&mut q, b);
+    claim: Option<Claim<'_>>,
+    area: Option<&Area>,
+) -> Result<(bool, Vec<CandidateRow>), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        claimed: bool,
+        id: Option<Uuid>,
+        reference: Option<String>,
+        service_code: Option<String>,
+        description: Option<String>,
+        lon: Option<f64>,
+        lat: Option<f64>,
+        requested_at: Option<DateTime<Utc>>,
     }
-    q.push("]))");
-    q.build_query_as().fetch_all(conn).await
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT * FROM intake_claim_and_candidates(");
+    q.push_bind(claim.map(|c| c.scope))
+        .push(", ")
+        .push_bind(claim.map(|c| c.key))
+        .push(", ")
+        .push_bind(claim.map(|c| c.request_hash));
+    match area {
+        Some(a) => {
+            let mut keys = a.lock_keys.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            q.push(", ")
+                .push_bind(keys)
+                .push(", ")
+                .push_bind(a.codes.clone())
+                .push(", ")
+                .push_bind(a.since)
+                .push(", ")
+                .push_bind(a.exclude)
+                .push(", ST_Collect(ARRAY[");
+            // Near the antimeridian the boxes split in two; their collection's bounding box is
+            // then a whole band of latitudes: slower, still correct, and rare.
+            for (i, b) in a.boxes.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                crate::db::sql::push_envelope(&mut q, b);
+            }
+            q.push("]))");
+        }
+        None => {
+            q.push(", NULL, NULL, NULL, NULL, NULL)");
+        }
+    }
+    let rows: Vec<Row> = q.build_query_as().fetch_all(conn).await?;
+    let claimed = rows.iter().all(|r| r.claimed);
+    let candidates = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(CandidateRow {
+                id: r.id?,
+                reference: r.reference?,
+                service_code: r.service_code?,
+                description: r.description?,
+                lon: r.lon?,
+                lat: r.lat?,
+                requested_at: r.requested_at?,
+            })
+        })
+        .collect();
+    Ok((claimed, candidates))
 }
 
 impl CandidateRow {

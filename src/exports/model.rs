@@ -153,14 +153,7 @@ impl FilterParams {
             })
             .unwrap_or_default();
         if !errors.is_empty() {
-            return Err(AppError::BadRequest {
-                detail: errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                errors,
-            });
+            return Err(AppError::bad_fields(errors));
         }
         Ok(IncidentFilter {
             bbox,

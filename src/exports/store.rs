@@ -38,15 +38,7 @@ pub(crate) fn push_filter(q: &mut QueryBuilder<'static, Postgres>, f: &IncidentF
         }
         None => {}
     }
-    if !f.service_codes.is_empty() {
-        q.push(" AND r.service_code = ANY(")
-            .push_bind(f.service_codes.clone())
-            .push(")");
-    }
-    if !f.statuses.is_empty() {
-        let names: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
-        q.push(" AND r.status = ANY(").push_bind(names).push(")");
-    }
+    crate::db::sql::push_code_and_status_filter(q, &f.service_codes, &f.statuses);
 }
 
 /// The query of a whole export, in no particular order (so `PostgreSQL` can stream it from a

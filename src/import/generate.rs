@@ -175,6 +175,16 @@ pub const CSV_HEADER: [&str; 13] = [
     "channel",
 ];
 
+/// How many incidents the micro-benchmarks generate: `BENCH_INCIDENTS` (digits, `_` allowed)
+/// or 1,000,000, the issues' reference size. `make bench-quick` sets 100,000. Not a `CITYPIN_`
+/// variable on purpose: the service rejects unknown ones, and this one is never its setting.
+pub fn bench_incidents() -> usize {
+    std::env::var("BENCH_INCIDENTS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(1_000_000)
+}
+
 /// Writes `count` incidents as `GeoReport`-shaped CSV.
 pub fn write_csv(
     generator: Generator,

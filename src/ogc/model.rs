@@ -187,14 +187,7 @@ impl ItemsParams {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(AppError::BadRequest {
-                detail: errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                errors,
-            })
+            Err(AppError::bad_fields(errors))
         }
     }
 

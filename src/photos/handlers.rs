@@ -53,11 +53,7 @@ impl Upload {
 
 /// Whether the request carries `multipart/form-data`.
 pub fn is_multipart(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"))
+    crate::error::has_content_type(headers, "multipart/form-data")
 }
 
 /// Reads the parts as they arrive, counting bytes: a photo past 10 MB, a fourth photo or too
@@ -353,10 +349,7 @@ pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let report = crate::reports::store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let report = crate::reports::intake::find_visible(&state, &id).await?;
     let photos = store::list(&state.pool, report.id).await?;
     Ok(axum::Json(serde_json::json!({"report_id": report.id, "photos": photos})).into_response())
 }
@@ -395,7 +388,7 @@ pub async fn serve(
         .storage
         .get(hash)
         .await
-        .map_err(AppError::internal)?
+        .map_err(super::store_error)?
         .ok_or(AppError::NotFound("photo"))?;
     let mut res = (cache, bytes).into_response();
     res.headers_mut().insert(

@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod handlers;
 pub mod model;
 pub mod process;
+pub mod s3;
 pub mod storage;
 pub mod store;
 
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::config::Settings;
+use crate::config::{PhotoStoreSetting, Settings};
 use crate::error::AppError;
 use model::{MAX_UPLOAD_BYTES, PhotoKind, StoredPhoto};
 use process::{ProcessError, Processed};
@@ -54,26 +55,41 @@ pub struct Photos {
 }
 
 impl Photos {
-    /// A local store under `CITYPIN_PHOTO_DIR`, or `<data dir>/photos`.
-    pub fn new(settings: &Settings) -> Self {
-        let root = settings
-            .photo_dir
-            .clone()
-            .unwrap_or_else(|| settings.data_dir.join("photos"));
+    /// An S3-compatible bucket (`CITYPIN_PHOTO_STORE=s3://…`), or a local store under
+    /// `CITYPIN_PHOTO_DIR` (default `<data dir>/photos`).
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let storage: Arc<dyn PhotoStore> = match &settings.photo_store {
+            PhotoStoreSetting::S3(s3) => {
+                tracing::info!(
+                    endpoint = %s3.endpoint,
+                    bucket = %s3.bucket,
+                    prefix = %s3.prefix,
+                    "photos are kept in an S3-compatible bucket"
+                );
+                Arc::new(s3::S3Store::new(s3)?)
+            }
+            PhotoStoreSetting::Local => {
+                let root = settings
+                    .photo_dir
+                    .clone()
+                    .unwrap_or_else(|| settings.data_dir.join("photos"));
+                let local = LocalStore::new(root);
+                let swept = local.sweep_temporaries(Duration::from_secs(3600));
+                if swept > 0 {
+                    tracing::info!(
+                        files = swept,
+                        "removed temporary photo files left by an earlier crash"
+                    );
+                }
+                Arc::new(local)
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let local = LocalStore::new(root);
-        let swept = local.sweep_temporaries(Duration::from_secs(3600));
-        if swept > 0 {
-            tracing::info!(
-                files = swept,
-                "removed temporary photo files left by an earlier crash"
-            );
-        }
-        Self {
-            storage: Arc::new(local),
+        Ok(Self {
+            storage,
             uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
             processing: Arc::new(Semaphore::new(cores)),
-        }
+        })
     }
 
     /// A slot for one upload, held while its body is read and its photos processed and stored.
@@ -119,12 +135,12 @@ impl Photos {
         for p in processed {
             let put = async {
                 let display = self.storage.put(Bytes::from(p.display.bytes.clone())).await;
-                let display = display.map_err(AppError::internal)?;
+                let display = display.map_err(store_error)?;
                 match self.storage.put(Bytes::from(p.thumb.bytes.clone())).await {
                     Ok(thumb) => Ok(StoredPhoto::new(kind, &p, display, thumb)),
                     Err(e) => {
                         self.forget(pool, &[display]).await;
-                        Err(AppError::internal(e))
+                        Err(store_error(e))
                     }
                 }
             };
@@ -159,6 +175,18 @@ impl Photos {
                 Err(e) => tracing::warn!(error = %e, "could not check a photo file's references"),
             }
         }
+    }
+}
+
+/// A store that cannot be reached is 503 (the client retries with its idempotency key); the
+/// detail is logged here because the 503 body and the middleware's log line do not carry it.
+/// The body says what is down, but not where: no endpoint or S3 message reaches the client.
+pub fn store_error(e: std::io::Error) -> AppError {
+    if storage::is_unavailable(&e) {
+        tracing::warn!(error = %e, "the photo store is unavailable");
+        AppError::PhotoStoreUnavailable
+    } else {
+        AppError::internal(e)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Where photo files live: one small interface, and a local-filesystem implementation.
+//! Where photo files live: one small interface, and a local-filesystem implementation (the
+//! S3-compatible one is in `s3.rs`).
 //!
 //! Files are content-addressed (named by the SHA-256 of the re-encoded bytes), so a name never
 //! points at different bytes and may be cached forever; a write is a temporary file in the same
@@ -51,6 +52,21 @@ pub trait PhotoStore: Send + Sync {
     fn get(&self, hash: ContentHash) -> BoxFuture<'_, std::io::Result<Option<Bytes>>>;
     /// Removes the file under `hash`; removing a missing file is not an error.
     fn remove(&self, hash: ContentHash) -> BoxFuture<'_, std::io::Result<()>>;
+}
+
+/// Whether a store error means "try again later" (503) rather than a fault (500).
+pub fn is_unavailable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::NotConnected
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::ResourceBusy
+    )
 }
 
 /// Files under a root directory, fanned out by the hash's first two hex digits

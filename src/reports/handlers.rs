@@ -42,15 +42,7 @@ pub async fn create(
     if crate::photos::handlers::is_multipart(req.headers()) {
         return crate::photos::handlers::create_report(state, caller, key, req).await;
     }
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
+    let is_json = crate::error::has_content_type(req.headers(), "application/json");
     if !is_json {
         return Err(AppError::UnsupportedMediaType(
             "expected Content-Type: application/json or multipart/form-data".into(),
@@ -122,10 +114,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let report = store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let report = intake::find_visible(&state, &id).await?;
     Ok(axum::Json(intake::view(&state, &report)).into_response())
 }
 
@@ -142,10 +131,7 @@ pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let report = store::find(&state.pool, &id)
-        .await?
-        .filter(|r| !r.hidden)
-        .ok_or(AppError::NotFound("report"))?;
+    let report = intake::find_visible(&state, &id).await?;
     let events = store::history(&state.pool, report.id).await?;
     Ok(axum::Json(History {
         id: report.id,

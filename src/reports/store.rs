@@ -38,10 +38,7 @@ pub async fn insert(
     now: DateTime<Utc>,
 ) -> Result<Report, sqlx::Error> {
     let reporter_id = match &new.contact {
-        Some(c) => {
-            let consent = consent_text(conn, new.channel, actor).await?;
-            Some(insert_reporter(conn, c, now, &consent).await?)
-        }
+        Some(c) => Some(insert_contact(conn, c, new.channel, actor, now).await?),
         None => None,
     };
     let id = Uuid::now_v7();
@@ -100,6 +97,206 @@ pub async fn insert(
     .await?;
     outbox(conn, id, "report.created", serde_json::json!({})).await?;
     fetch(conn, id).await?.ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Stores the contact a report came with, and what its owner agreed to.
+pub async fn insert_contact(
+    conn: &mut PgConnection,
+    c: &Contact,
+    channel: Channel,
+    actor: Actor<'_>,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let consent = consent_text(conn, channel, actor).await?;
+    insert_reporter(conn, c, now, &consent).await
+}
+
+/// The duplicate link an intake writes with its report (decided under the area lock).
+pub struct IntakeLink<'a> {
+    pub parent: Uuid,
+    pub parent_note: &'a str,
+    /// Recorded on both reports' events and on the outbox event.
+    pub data: &'a serde_json::Value,
+}
+
+/// Everything one intake writes, in one statement (see [`insert_intake`]).
+pub struct IntakeWrite<'a> {
+    /// The row as it is to be stored (status `new`, or `duplicate` with its parent).
+    pub report: &'a Report,
+    pub reporter: Option<Uuid>,
+    pub actor: Actor<'a>,
+    pub link: Option<IntakeLink<'a>>,
+    /// The response a replay of the claimed `Idempotency-Key` returns: scope, key, body.
+    pub response: Option<(&'a str, &'a str, &'a serde_json::Value)>,
+}
+
+/// Writes a new report in one statement, the intake's only write round trip: the report (its
+/// reference unique), its reporter's subscription, its `created` event and outbox event, and,
+/// when it is a duplicate, the link (events on both reports, the reporter subscribed to the
+/// parent, the parent's supporters raised, a `report.duplicate` outbox event), and the stored
+/// response of its idempotency key. Returns `None`, having written nothing, when the reference
+/// is taken (draw another), else the new row's change sequence and the parent as it now is.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one statement: a CTE per table it writes, each with its bound values"
+)]
+pub async fn insert_intake(
+    conn: &mut PgConnection,
+    w: &IntakeWrite<'_>,
+) -> Result<Option<(i64, Option<Report>)>, sqlx::Error> {
+    use sqlx::{FromRow, Row};
+    let r = w.report;
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "WITH ins AS (INSERT INTO reports (id, reference, service_code, status, status_notes,
+             description, address, zipcode, agency, channel, location, h3_cell, requested_at,
+             updated_at, closed_at, due_at, duplicate_of, supporters, media_url, attributes,
+             reporter_id, created_by) VALUES (",
+    );
+    {
+        let mut v = q.separated(", ");
+        v.push_bind(r.id)
+            .push_bind(&r.reference)
+            .push_bind(&r.service_code)
+            .push_bind(r.status().as_str())
+            .push_bind(&r.status_notes)
+            .push_bind(&r.description)
+            .push_bind(&r.address)
+            .push_bind(&r.zipcode)
+            .push_bind(&r.agency)
+            .push_bind(&r.channel);
+        v.push("ST_SetSRID(ST_MakePoint(")
+            .push_bind_unseparated(r.lon)
+            .push_unseparated(", ")
+            .push_bind_unseparated(r.lat)
+            .push_unseparated("), 4326)");
+        v.push_bind(r.h3_cell)
+            .push_bind(r.requested_at)
+            .push_bind(r.updated_at)
+            .push_bind(r.closed_at)
+            .push_bind(r.due_at)
+            .push_bind(r.duplicate_of)
+            .push_bind(r.supporters)
+            .push_bind(&r.media_url)
+            .push_bind(&r.attributes)
+            .push_bind(w.reporter)
+            .push_bind(w.actor.token);
+    }
+    q.push(
+        ") ON CONFLICT (reference) DO NOTHING RETURNING id, change_seq),
+         ev AS (INSERT INTO report_events
+             (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
+             SELECT ",
+    )
+    .push_bind(Uuid::now_v7())
+    .push(", id, 'created', NULL, 'new', NULL, ")
+    .push_bind(w.actor.role)
+    .push(", ")
+    .push_bind(w.actor.token)
+    .push(
+        ", '{}' FROM ins),
+         ob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
+    )
+    .push_bind(Uuid::now_v7())
+    .push(", id, 'report.created', '{}' FROM ins)");
+    if let Some(reporter) = w.reporter {
+        q.push(
+            ", sub AS (INSERT INTO report_subscriptions (report_id, reporter_id)
+             SELECT id, ",
+        )
+        .push_bind(reporter)
+        .push(" FROM ins");
+        if let Some(l) = &w.link {
+            q.push(" UNION ALL SELECT ")
+                .push_bind(l.parent)
+                .push(", ")
+                .push_bind(reporter)
+                .push(" FROM ins");
+        }
+        q.push(" ON CONFLICT DO NOTHING)");
+    }
+    if let Some((scope, key, body)) = w.response {
+        q.push(", idem AS (UPDATE idempotency_keys SET response_status = 201, response_body = ")
+            .push_bind(body)
+            .push(", report_id = ")
+            .push_bind(r.id)
+            .push(" WHERE scope = ")
+            .push_bind(scope)
+            .push(" AND key = ")
+            .push_bind(key)
+            .push(" AND EXISTS (SELECT 1 FROM ins))");
+    }
+    if let Some(l) = &w.link {
+        q.push(
+            ", lev AS (INSERT INTO report_events
+                 (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
+             SELECT ",
+        )
+        .push_bind(Uuid::now_v7())
+        .push(", id, 'duplicate', 'new', 'duplicate', ")
+        .push_bind(&r.status_notes)
+        .push(", ")
+        .push_bind(w.actor.role)
+        .push(", ")
+        .push_bind(w.actor.token)
+        .push(", ")
+        .push_bind(l.data)
+        .push(" FROM ins UNION ALL SELECT ")
+        .push_bind(Uuid::now_v7())
+        .push(", ")
+        .push_bind(l.parent)
+        .push(", 'duplicate', NULL, NULL, ")
+        .push_bind(l.parent_note)
+        .push(", ")
+        .push_bind(w.actor.role)
+        .push(", ")
+        .push_bind(w.actor.token)
+        .push(", ")
+        .push_bind(l.data)
+        .push(
+            " FROM ins),
+             lob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
+        )
+        .push_bind(Uuid::now_v7())
+        .push(", id, 'report.duplicate', ")
+        .push_bind(l.data)
+        .push(
+            " FROM ins),
+             par AS (UPDATE reports r SET supporters = GREATEST(r.supporters + 1, 0),
+                 updated_at = now() WHERE r.id = ",
+        )
+        .push_bind(l.parent)
+        .push(format!(
+            " AND EXISTS (SELECT 1 FROM ins) RETURNING {REPORT_COLUMNS})
+             SELECT ins.change_seq AS new_change_seq, par.* FROM ins LEFT JOIN par ON true"
+        ));
+    } else {
+        q.push(" SELECT change_seq AS new_change_seq FROM ins");
+    }
+    let Some(row) = q.build().fetch_optional(conn).await? else {
+        return Ok(None);
+    };
+    let change_seq: i64 = row.try_get("new_change_seq")?;
+    let parent = match &w.link {
+        Some(_) => Some(Report::from_row(&row)?),
+        None => None,
+    };
+    Ok(Some((change_seq, parent)))
+}
+
+/// The stored response of an `Idempotency-Key` seen before: the hash of its first request
+/// body, the status and the body. Waits for a twin still in flight (its row lock).
+pub async fn stored_response(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+) -> Result<Option<(Vec<u8>, i16, serde_json::Value)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
 }
 
 /// What the citizen agreed to. Details an Open311 client sends were given to that client, so
@@ -360,15 +557,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
             .push_bind(f.references.clone())
             .push("))");
     }
-    if !f.service_codes.is_empty() {
-        q.push(" AND r.service_code = ANY(")
-            .push_bind(f.service_codes.clone())
-            .push(")");
-    }
-    if !f.statuses.is_empty() {
-        let names: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
-        q.push(" AND r.status = ANY(").push_bind(names).push(")");
-    }
+    crate::db::sql::push_code_and_status_filter(&mut q, &f.service_codes, &f.statuses);
     if let Some(t) = f.start {
         q.push(" AND r.requested_at >= ").push_bind(t);
     }
@@ -402,57 +591,6 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         .push(" OFFSET ")
         .push_bind(f.offset);
     q.build_query_as().fetch_all(pool).await
-}
-
-/// Looks up a stored response for an idempotency key, locking out concurrent twins: the
-/// insert of the same key by another transaction blocks here until that one commits.
-pub async fn claim_idempotency_key(
-    conn: &mut PgConnection,
-    scope: &str,
-    key: &str,
-    request_hash: &[u8],
-) -> Result<Option<(Vec<u8>, i16, serde_json::Value)>, sqlx::Error> {
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, response_status, response_body)
-         VALUES ($1, $2, $3, 0, 'null') ON CONFLICT DO NOTHING",
-    )
-    .bind(scope)
-    .bind(key)
-    .bind(request_hash)
-    .execute(&mut *conn)
-    .await?;
-    if claimed.rows_affected() == 1 {
-        return Ok(None);
-    }
-    sqlx::query_as(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-    )
-    .bind(scope)
-    .bind(key)
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn store_idempotent_response(
-    conn: &mut PgConnection,
-    scope: &str,
-    key: &str,
-    status: u16,
-    body: &serde_json::Value,
-    report: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET response_status = $3, response_body = $4, report_id = $5
-         WHERE scope = $1 AND key = $2",
-    )
-    .bind(scope)
-    .bind(key)
-    .bind(status as i16)
-    .bind(body)
-    .bind(report)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {

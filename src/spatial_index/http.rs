@@ -105,14 +105,7 @@ impl NearbyParams {
                 service_codes,
                 source,
             }),
-            _ => Err(AppError::BadRequest {
-                detail: errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                errors,
-            }),
+            _ => Err(AppError::bad_fields(errors)),
         }
     }
 }

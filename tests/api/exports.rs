@@ -287,16 +287,10 @@ async fn filters_narrow_items_and_exports_as_postgis_counts(pool: PgPool) {
     }
     // start/end on the exports mean the same as a datetime interval.
     let seq = app
-        .client
-        .get(app.url(
+        .get_text(
             "/api/v1/export/incidents.csv?start=2018-12-30T00:00:00Z&end=2018-12-31T12:00:00Z",
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        )
+        .await;
     let expected: i64 = sqlx::query_scalar(&sql(
         "requested_at BETWEEN '2018-12-30T00:00:00Z' AND '2018-12-31T12:00:00Z'",
     ))
@@ -513,15 +507,7 @@ async fn no_export_or_collection_carries_personal_data_whoever_asks(pool: PgPool
     assert!(op["properties"]["agency"].is_string(), "{op}");
     assert!(op["properties"].get("reporter_id").is_none());
     // The description cannot run as a formula in a spreadsheet.
-    let csv = app
-        .client
-        .get(app.url("/api/v1/export/incidents.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.get_text("/api/v1/export/incidents.csv").await;
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let header = reader.headers().unwrap().clone();
     let col = header.iter().position(|h| h == "description").unwrap();

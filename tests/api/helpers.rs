@@ -87,6 +87,18 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of a GET as text, whatever its status (the caller asserts on the content).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body")
+    }
+
     /// Imports the LA sample (30,000 real GeoReport rows) and reloads the live index from it.
     pub async fn import_la_sample(&self) {
         let summary = citypin::import::import_file(

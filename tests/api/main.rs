@@ -1,12 +1,14 @@
 //! The integration-test binary: the real server on 127.0.0.1:0 against a fresh `PostGIS`
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
+mod admission;
 mod dedup;
 mod exports;
 mod helpers;
 mod open311;
 mod outage;
 mod photos;
+mod photos_s3;
 mod reports;
 mod spatial_index;
 mod tiles;

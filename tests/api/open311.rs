@@ -540,15 +540,7 @@ async fn contact_details_are_kept_apart_with_consent_naming_the_client_and_never
             format!("/open311/v2/requests/{id}.{ext}?extensions=true"),
             format!("/open311/v2/requests.{ext}?extensions=true"),
         ] {
-            let text = app
-                .client
-                .get(app.url(&path))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = app.get_text(&path).await;
             for secret in ["Ann", "Lee", "example.org", "555", "dev-1", "Pothole Pal"] {
                 assert!(!text.contains(secret), "{path} shows {secret}: {text}");
             }

@@ -41,7 +41,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn report_form() -> Form {
+pub fn report_form() -> Form {
     Form::new()
         .text("service_code", "pothole")
         .text("lat", "34.0522")
@@ -49,14 +49,14 @@ fn report_form() -> Form {
         .text("description", "Deep pothole, see photo")
 }
 
-fn photo(bytes: Vec<u8>, name: &str, mime: &str) -> Part {
+pub fn photo(bytes: Vec<u8>, name: &str, mime: &str) -> Part {
     Part::bytes(bytes)
         .file_name(name.to_owned())
         .mime_str(mime)
         .expect("mime")
 }
 
-fn small_jpeg() -> Vec<u8> {
+pub fn small_jpeg() -> Vec<u8> {
     fixtures::jpeg(64, 48, |x, y| [(x * 4) as u8, (y * 5) as u8, 90])
 }
 
@@ -75,12 +75,12 @@ async fn post_form(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_report(app: &TestApp, form: Form) -> (u16, Value) {
+pub async fn post_report(app: &TestApp, form: Form) -> (u16, Value) {
     let k = key();
     post_form(app, "/api/v1/reports", form, &[("Idempotency-Key", &k)]).await
 }
 
-async fn get_bytes(
+pub async fn get_bytes(
     app: &TestApp,
     path: &str,
 ) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
@@ -91,7 +91,7 @@ async fn get_bytes(
 }
 
 /// Both sizes of every photo in a response body, as served.
-async fn served(app: &TestApp, body: &Value) -> Vec<Vec<u8>> {
+pub async fn served(app: &TestApp, body: &Value) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for p in body["photos"].as_array().expect("photos") {
         for url in [&p["display_url"], &p["thumb_url"]] {
@@ -103,7 +103,7 @@ async fn served(app: &TestApp, body: &Value) -> Vec<Vec<u8>> {
     out
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -593,24 +593,30 @@ async fn staff_add_before_and_after_photos_and_citizens_cannot(pool: PgPool) {
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn photos_of_hidden_reports_are_not_served(pool: PgPool) {
     let (app, _dir) = spawn(pool).await;
+    a_photo_stops_being_served_when_its_report_is_hidden(&app).await;
+}
+
+/// Posts a report with a photo, checks it is served, hides the report, checks both sizes are
+/// 404 (shared with the S3 store's tests).
+pub async fn a_photo_stops_being_served_when_its_report_is_hidden(app: &TestApp) {
     let (status, body) = post_report(
-        &app,
+        app,
         report_form().part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg")),
     )
     .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 201, "{body}");
     let url = body["photos"][0]["display_url"]
         .as_str()
-        .unwrap()
+        .expect("display_url")
         .to_owned();
-    assert_eq!(get_bytes(&app, &url).await.0, 200);
+    assert_eq!(get_bytes(app, &url).await.0, 200);
     sqlx::query("UPDATE reports SET hidden = true")
         .execute(&app.pool)
         .await
-        .unwrap();
-    assert_eq!(get_bytes(&app, &url).await.0, 404);
+        .expect("hide");
+    assert_eq!(get_bytes(app, &url).await.0, 404);
     assert_eq!(
-        get_bytes(&app, &url.replace("display", "thumb")).await.0,
+        get_bytes(app, &url.replace("display", "thumb")).await.0,
         404
     );
 }

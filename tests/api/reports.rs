@@ -274,15 +274,7 @@ async fn contact_details_never_appear_in_public_responses(pool: PgPool) {
         format!("/api/v1/reports/{id}/history"),
         "/api/v1/incidents/nearby?lat=34.0522&lon=-118.2437".to_owned(),
     ] {
-        let text = app
-            .client
-            .get(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text(&path).await;
         for secret in ["Ada", "ada@example.org", "555 0100"] {
             assert!(!text.contains(secret), "{path} leaks {secret}");
         }
@@ -333,15 +325,7 @@ async fn health_and_metrics_answer(pool: PgPool) {
     assert_eq!(status, 200);
     assert_eq!(ready["database"], "up");
     let _ = app.post_report(&pothole(), &key()).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(text.contains("citypin_reports_created_total 1"), "{text}");
     assert!(text.contains("citypin_http_requests_total"), "{text}");
 }
