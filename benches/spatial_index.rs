@@ -277,7 +277,7 @@ fn in_process_percentiles(w: &World) {
     let all = Filter::default();
     for radius in [50.0, 500.0] {
         let idx = time_each(&w.centres, |c| {
-            w.index.nearby_matching(c, radius, 50, &all).len()
+            w.index.nearby_compact(c, radius, 50, &all).len()
         });
         let base = time_each(&w.centres, |c| w.baseline.nearby(c, radius, 50).len());
         report(&format!("radius {radius} m, limit 50"), idx, base);
@@ -286,7 +286,7 @@ fn in_process_percentiles(w: &World) {
     let base = time_each(&w.centres, |c| w.baseline.nearest(c, 20).len());
     report("k-nearest k = 20", idx, base);
     let idx = time_each(&w.centres, |c| {
-        w.index.nearby_matching(c, 500.0, 50, &w.open).len()
+        w.index.nearby_compact(c, 500.0, 50, &w.open).len()
     });
     report(
         "radius 500 m, open only (index)",
@@ -353,7 +353,7 @@ fn under_writes(w: &World, secs: u64, index_side: bool) -> Vec<u64> {
         k += 1;
         let t = Instant::now();
         if index_side {
-            black_box(w.index.nearby_matching(c, 500.0, 50, &w.open));
+            black_box(w.index.nearby_compact(c, 500.0, 50, &w.open));
         } else {
             black_box(w.baseline.nearby(c, 500.0, 50));
         }
@@ -488,7 +488,7 @@ fn benches(c: &mut Criterion) {
         w.centres[k]
     };
     g.bench_function("radius_500m/index", |b| {
-        b.iter(|| w.index.nearby_matching(next(), 500.0, 50, &all));
+        b.iter(|| w.index.nearby_compact(next(), 500.0, 50, &all));
     });
     g.bench_function("radius_500m/baseline", |b| {
         b.iter(|| w.baseline.nearby(next(), 500.0, 50));

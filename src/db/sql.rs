@@ -2,7 +2,7 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::geo::BBox;
+use crate::geo::{BBox, Position};
 use crate::reports::model::Status;
 
 /// Pushes `ST_MakeEnvelope(minLon, minLat, maxLon, maxLat, 4326)` with bound values.
@@ -29,6 +29,24 @@ pub fn push_bbox_filter(q: &mut QueryBuilder<'_, Postgres>, b: BBox, before: &st
         q.push(before);
         push_envelope(q, part);
         q.push(after);
+    }
+    q.push(")");
+}
+
+/// Pushes `(r.location && <box> [OR r.location && <box>])`: the `GiST` prefilter for every
+/// point within `radius_m` of `center` (boxes from [`crate::geo::circle_bboxes`]; two across
+/// the antimeridian). The exact distance test follows it in the caller's SQL.
+pub fn push_circle_prefilter(q: &mut QueryBuilder<'_, Postgres>, center: Position, radius_m: f64) {
+    q.push("(");
+    for (i, b) in crate::geo::circle_bboxes(center, radius_m)
+        .iter()
+        .enumerate()
+    {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("r.location && ");
+        push_envelope(q, b);
     }
     q.push(")");
 }

@@ -20,6 +20,7 @@ use crate::error::{AppError, FieldError, LoggedError, body_bytes};
 use crate::reports::intake::{self, Outcome};
 use crate::reports::model::Report;
 use crate::reports::store;
+use crate::spatial_index::http::Source;
 
 /// The resource a path names: its last segment without the extension, and the format the
 /// extension asks for (XML, the spec's required format, when it names none we know).
@@ -230,6 +231,7 @@ pub async fn service_definition(
 pub async fn list_requests(
     State(state): State<AppState>,
     res: Resource,
+    caller: Result<Caller, AppError>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, Failure> {
     let format = res.format;
@@ -237,6 +239,18 @@ pub async fn list_requests(
         state.catalogue.get(c).is_some()
     })
     .map_err(|e| Failure::fields(format, StatusCode::BAD_REQUEST, &e))?;
+    if query.source == Source::Postgis {
+        // Staff only, like nearby's: a public slow path invites abuse.
+        caller
+            .and_then(|c| {
+                c.require(
+                    |r| matches!(r, Role::Analyst | Role::Admin),
+                    "query requests from PostGIS",
+                )
+                .map(|_| ())
+            })
+            .map_err(|e| Failure::from_app(format, &e))?;
+    }
     let reports = search::find(&state, &query)
         .await
         .map_err(|e| Failure::db(format, e))?;

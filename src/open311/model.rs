@@ -14,7 +14,7 @@ use crate::reports::model::{
     ContactBody, Description, HistoryEvent, Reference, Report, ServiceCode, Status, optional_text,
     parse_media_url, parse_position,
 };
-use crate::spatial_index::http::MAX_RADIUS_M;
+use crate::spatial_index::http::{MAX_RADIUS_M, Source};
 
 /// The response format, chosen by the path's extension as the spec says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct RequestsQuery {
     pub page: u32,
     pub page_size: u32,
     pub extensions: bool,
+    /// Who answers an area query: the live index, or `PostGIS` (staff only; the baseline the
+    /// benchmark compares with, through the same HTTP and JSON).
+    pub source: Source,
 }
 
 impl RequestsQuery {
@@ -119,6 +122,7 @@ impl RequestsQuery {
             "page",
             "page_size",
             "extensions",
+            "source",
         ];
         const LISTS: &[&str] = &["service_request_id", "service_code", "status"];
         let mut errors = Vec::new();
@@ -184,6 +188,7 @@ impl RequestsQuery {
                 false
             }
         };
+        let source = source(&params, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -198,7 +203,24 @@ impl RequestsQuery {
             page,
             page_size,
             extensions,
+            source,
         })
+    }
+}
+
+/// `source`: the live index by default; `postgis` for the baseline (staff only, checked by
+/// the handler).
+fn source(params: &QueryParams, errors: &mut Vec<FieldError>) -> Source {
+    match params.one("source") {
+        None | Some("index") => Source::Index,
+        Some("postgis") => Source::Postgis,
+        Some(other) => {
+            errors.push(FieldError::new(
+                "source",
+                format!("{other:?} is neither index nor postgis"),
+            ));
+            Source::Index
+        }
     }
 }
 

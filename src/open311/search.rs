@@ -1,6 +1,6 @@
 //! `GET requests`: by id straight from `PostGIS`; with `lat`/`long`/`radius` or `bbox` the live
 //! spatial index picks the ids (every filter is on the incident it holds) and `PostGIS` supplies
-//! the full rows of that page only; otherwise one `PostGIS` query.
+//! the full rows of that page only; otherwise (or with `source=postgis`) one `PostGIS` query.
 
 use std::collections::HashMap;
 
@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::reports::model::Report;
 use crate::reports::store::{self, ListFilter};
 use crate::spatial_index::Incident;
+use crate::spatial_index::http::Source;
 
 /// The requests a query asks for, newest first (ties by id, descending), one page of them.
 pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
@@ -24,9 +25,9 @@ pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sq
         };
         return store::list(&state.pool, &f).await;
     }
-    match q.area {
-        Some(area) => from_spatial_index(state, q, area).await,
-        None => from_postgis(state, q).await,
+    match (q.area, q.source) {
+        (Some(area), Source::Index) => from_spatial_index(state, q, area).await,
+        _ => from_postgis(state, q).await,
     }
 }
 

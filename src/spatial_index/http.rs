@@ -2,14 +2,19 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::Hit;
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::{AppError, FieldError, Query};
+use crate::geo::{Position, round7};
+use crate::reports::catalogue::Catalogue;
 use crate::reports::model::{Status, parse_position};
 
 pub fn router() -> Router<AppState> {
@@ -116,7 +121,7 @@ async fn nearby(
             |r| matches!(r, Role::Analyst | Role::Admin),
             "query nearby incidents from PostGIS",
         )?;
-        let hits: Vec<Hit> = super::store::nearby(
+        let rows = super::store::nearby(
             &state.pool,
             q.center,
             q.radius_m,
@@ -124,14 +129,32 @@ async fn nearby(
             &q.statuses,
             &q.service_codes,
         )
-        .await?
-        .into_iter()
-        .map(|r| Hit {
-            incident: r.row.to_incident(&state.catalogue),
-            distance_m: r.distance_m,
-        })
-        .collect();
-        return Ok(feature_collection(&state, &hits).into_response());
+        .await?;
+        let hits: Vec<Hit> = rows
+            .into_iter()
+            .map(|r| Hit {
+                incident: r.row.to_incident(&state.catalogue),
+                distance_m: r.distance_m,
+            })
+            .collect();
+        let features = hits.iter().map(|h| {
+            let i = &h.incident;
+            Feature::new(
+                &state.catalogue,
+                FeatureFields {
+                    id: i.id,
+                    position: i.position,
+                    reference: &i.reference,
+                    service_code: &i.service_code,
+                    group: &i.group,
+                    status: i.status,
+                    requested_at: i.requested_at,
+                    supporters: i.supporters,
+                },
+                h.distance_m,
+            )
+        });
+        return feature_collection(features.collect());
     }
     let filter = super::Filter {
         statuses: q.statuses,
@@ -139,32 +162,198 @@ async fn nearby(
     };
     let hits = state
         .spatial_index
-        .nearby_matching(q.center, q.radius_m, q.limit, &filter);
-    Ok(feature_collection(&state, &hits).into_response())
+        .nearby_compact(q.center, q.radius_m, q.limit, &filter);
+    // Names are only ever appended, so a table taken after the query resolves every hit.
+    let names = state.spatial_index.names();
+    let name = |i: u16| names.get(usize::from(i)).map_or("", |n| &**n);
+    let features = hits.iter().map(|h| {
+        let c = &h.incident;
+        Feature::new(
+            &state.catalogue,
+            FeatureFields {
+                id: c.id,
+                position: c.position,
+                reference: c.reference(),
+                service_code: name(c.service),
+                group: name(c.group),
+                status: c.status,
+                requested_at: DateTime::from_timestamp_micros(c.requested_us).unwrap_or_default(),
+                supporters: c.supporters,
+            },
+            h.distance_m,
+        )
+    });
+    feature_collection(features.collect())
 }
 
-/// Hits as an RFC 7946 `FeatureCollection` with `distance_m`; public fields only.
-pub fn feature_collection(state: &AppState, hits: &[Hit]) -> axum::Json<serde_json::Value> {
-    let features: Vec<serde_json::Value> = hits
-        .iter()
-        .map(|h| {
-            let i = &h.incident;
-            let name = state
-                .catalogue
-                .get(&i.service_code)
-                .map_or(&*i.service_code, |s| s.service_name.as_str());
-            serde_json::json!({
-                "type": "Feature",
-                "id": i.id,
-                "geometry": i.position.to_geojson(),
-                "properties": {
-                    "id": i.id, "reference": &*i.reference, "service_code": &*i.service_code,
-                    "service_name": name, "group": &*i.group, "status": i.status,
-                    "requested_at": i.requested_at, "supporters": i.supporters,
-                    "distance_m": (h.distance_m * 100.0).round() / 100.0,
-                }
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({"type": "FeatureCollection", "features": features}))
+/// The public fields of one incident, borrowed from wherever the hit came from (the index's
+/// compact record or a `PostGIS` row).
+#[derive(Clone, Copy)]
+struct FeatureFields<'a> {
+    id: Uuid,
+    position: Position,
+    reference: &'a str,
+    service_code: &'a str,
+    group: &'a str,
+    status: Status,
+    requested_at: DateTime<Utc>,
+    supporters: i32,
+}
+
+// The response is serialized straight from these borrowed structs into one buffer: no
+// `serde_json::Value` tree, no owned strings. Fields are in alphabetical order because that is
+// the order the `Value`-based writer this replaced produced: clients see the same bytes.
+
+/// An RFC 7946 Feature with `distance_m`; public fields only.
+#[derive(Serialize)]
+struct Feature<'a> {
+    geometry: Point,
+    id: Uuid,
+    properties: Properties<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Point {
+    coordinates: [f64; 2],
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Properties<'a> {
+    distance_m: f64,
+    group: &'a str,
+    id: Uuid,
+    reference: &'a str,
+    requested_at: Rfc3339,
+    service_code: &'a str,
+    service_name: &'a str,
+    status: Status,
+    supporters: i32,
+}
+
+#[derive(Serialize)]
+struct FeatureCollection<'a> {
+    features: Vec<Feature<'a>>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> Feature<'a> {
+    fn new(catalogue: &'a Catalogue, f: FeatureFields<'a>, distance_m: f64) -> Self {
+        let service_name = catalogue
+            .get(f.service_code)
+            .map_or(f.service_code, |s| s.service_name.as_str());
+        Self {
+            geometry: Point {
+                coordinates: [round7(f.position.lon()), round7(f.position.lat())],
+                kind: "Point",
+            },
+            id: f.id,
+            properties: Properties {
+                distance_m: (distance_m * 100.0).round() / 100.0,
+                group: f.group,
+                id: f.id,
+                reference: f.reference,
+                requested_at: Rfc3339(f.requested_at),
+                service_code: f.service_code,
+                service_name,
+                status: f.status,
+                supporters: f.supporters,
+            },
+            kind: "Feature",
+        }
+    }
+}
+
+/// A time as chrono's serde writes it (RFC 3339, `Z`, as many fraction digits as needed).
+/// chrono's own impl goes through `collect_str`, which escapes its output a character at a
+/// time: a sixth of the whole response's cost; formatting first and writing the string once
+/// is a fraction of that.
+struct Rfc3339(DateTime<Utc>);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+}
+
+/// About the bytes one feature takes, so the buffer is allocated once.
+const FEATURE_BYTES: usize = 420;
+
+/// Features as an RFC 7946 `FeatureCollection`, written into one pre-sized buffer.
+fn feature_collection(features: Vec<Feature<'_>>) -> Result<Response, AppError> {
+    let mut body = Vec::with_capacity(64 + features.len() * FEATURE_BYTES);
+    serde_json::to_writer(
+        &mut body,
+        &FeatureCollection {
+            features,
+            kind: "FeatureCollection",
+        },
+    )
+    .map_err(|e| AppError::Internal(format!("nearby response: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        for us in [0, 250_000, 1, 123_456, 999_999] {
+            let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+                + chrono::Duration::microseconds(us);
+            assert_eq!(
+                serde_json::to_string(&Rfc3339(t)).unwrap(),
+                serde_json::to_string(&t).unwrap()
+            );
+        }
+        let ns = DateTime::from_timestamp(1_700_000_000, 7).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Rfc3339(ns)).unwrap(),
+            serde_json::to_string(&ns).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_feature_is_written_byte_for_byte_like_its_json_value() {
+        let catalogue = Catalogue::load(None).unwrap();
+        let service = &catalogue.all()[0];
+        let id = Uuid::now_v7();
+        let position = Position::new(-118.243_712_34, 34.052_2).unwrap();
+        let requested_at = DateTime::from_timestamp(1_700_000_000, 5_000_000).unwrap();
+        let feature = Feature::new(
+            &catalogue,
+            FeatureFields {
+                id,
+                position,
+                reference: "CP-7K3M-9QXD",
+                service_code: &service.service_code,
+                group: "Roads \"east\"",
+                status: Status::InProgress,
+                requested_at,
+                supporters: 3,
+            },
+            12.345_6,
+        );
+        // The shape the endpoint has always had, built the slow way.
+        let want = serde_json::json!({
+            "type": "Feature",
+            "id": id,
+            "geometry": position.to_geojson(),
+            "properties": {
+                "id": id, "reference": "CP-7K3M-9QXD", "service_code": &service.service_code,
+                "service_name": &service.service_name, "group": "Roads \"east\"",
+                "status": Status::InProgress, "requested_at": requested_at, "supporters": 3,
+                "distance_m": 12.35,
+            }
+        });
+        assert_eq!(
+            serde_json::to_string(&feature).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
+    }
 }

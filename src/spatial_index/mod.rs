@@ -120,10 +120,21 @@ pub struct Hit {
     pub distance_m: f64,
 }
 
+/// A query hit as the compact record, with its great-circle distance: what the nearby
+/// endpoint serializes, so a hit costs no string allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactHit {
+    pub incident: Compact,
+    pub distance_m: f64,
+}
+
 /// Base tree entries point into the base's record vector.
 type BaseEntry = GeomWithData<Point3, u32>;
 /// Delta tree entries carry the id; the delta is small, so the map lookup is cheap.
 type DeltaEntry = GeomWithData<Point3, Uuid>;
+
+/// Most result slots reserved up front: a limit of `usize::MAX` (Open311) must not reserve it.
+const MAX_PRESIZE: usize = 512;
 
 /// The delta grows to at most this many changes, or 1/64 of the base, before it is folded.
 const FOLD_AT_LEAST: usize = 4096;
@@ -548,6 +559,27 @@ impl SpatialIndex {
         self.to_hits(hits)
     }
 
+    /// Like [`Self::nearby_matching`], returning compact records (names as indices into
+    /// [`Self::names`]): the serving path of the nearby endpoint.
+    pub fn nearby_compact(
+        &self,
+        center: Position,
+        radius_m: f64,
+        limit: usize,
+        filter: &Filter,
+    ) -> Vec<CompactHit> {
+        let compiled = Compiled::new(filter, &self.names);
+        self.scan(center, Some(radius_m), limit, compiled.open_only(), |r| {
+            compiled.matches(r)
+        })
+        .iter()
+        .map(|(r, distance_m)| CompactHit {
+            incident: Compact::of(r),
+            distance_m: *distance_m,
+        })
+        .collect()
+    }
+
     /// The `k` incidents nearest `center` that pass `filter`, at any distance, nearest first
     /// (ties by id).
     pub fn nearest(&self, center: Position, k: usize, filter: &Filter) -> Vec<Hit> {
@@ -601,7 +633,8 @@ impl SpatialIndex {
             .nearest_neighbor_iter_with_distance_2(&q)
             .peekable();
         let mut cutoff = radius_m.map_or(f64::INFINITY, sphere::max_chord2);
-        let mut found: Vec<(Record, f64)> = Vec::new();
+        // Near-ties past the limit are rare: `limit` slots usually suffice.
+        let mut found: Vec<(Record, f64)> = Vec::with_capacity(limit.min(MAX_PRESIZE));
         loop {
             let take_base = match (from_base.peek(), from_delta.peek()) {
                 (Some(b), Some(d)) => b.1 <= d.1,
@@ -641,17 +674,16 @@ impl SpatialIndex {
                 cutoff = cutoff.min(sphere::past(record.1));
             }
         }
-        let mut hits: Vec<(Record, f64)> = found
-            .into_iter()
-            .map(|(r, _)| {
-                let d = center.distance_m(r.position);
-                (r, d)
-            })
-            .filter(|(_, d)| radius_m.is_none_or(|radius| *d <= radius))
-            .collect();
-        hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
-        hits.truncate(limit);
-        hits
+        // The chord order is exact up to rounding; the haversine distance, in place, decides.
+        for hit in &mut found {
+            hit.1 = center.distance_m(hit.0.position);
+        }
+        if let Some(radius) = radius_m {
+            found.retain(|(_, d)| *d <= radius);
+        }
+        found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+        found.truncate(limit);
+        found
     }
 
     /// Visits every visible record inside `bbox` (both parts of one crossing the antimeridian).

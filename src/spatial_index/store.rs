@@ -132,21 +132,9 @@ pub async fn nearby(
     q.push_bind(center.lon())
         .push(", ")
         .push_bind(center.lat())
-        .push("), 4326) AS g) p WHERE NOT r.hidden AND (");
-    // The GiST prefilter: plain lon/lat boxes around the circle (two across the antimeridian).
-    for (i, b) in crate::geo::circle_bboxes(center, radius_m)
-        .iter()
-        .enumerate()
-    {
-        if i > 0 {
-            q.push(" OR ");
-        }
-        q.push("r.location && ");
-        crate::db::sql::push_envelope(&mut q, b);
-    }
-    q.push(") AND r.status = ANY(")
-        .push_bind(statuses)
-        .push(")");
+        .push("), 4326) AS g) p WHERE NOT r.hidden AND ");
+    crate::db::sql::push_circle_prefilter(&mut q, center, radius_m);
+    q.push(" AND r.status = ANY(").push_bind(statuses).push(")");
     if !service_codes.is_empty() {
         q.push(" AND r.service_code = ANY(")
             .push_bind(service_codes.to_vec())

@@ -1090,3 +1090,80 @@ async fn pages_split_the_list_without_gaps_or_repeats(pool: PgPool) {
         assert_eq!(paged, all, "{area}");
     }
 }
+
+/// `source=postgis` is the same endpoint answered by `PostGIS` (the benchmark's baseline): the
+/// same requests in the same order as the live index, for staff only; anyone else gets the
+/// Open311 error list.
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn area_requests_from_postgis_equal_the_index_path_for_staff_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.import_la_sample().await;
+    let admin = app.token(Role::Admin).await;
+    let crew = app.token(Role::Crew).await;
+    let window = "&start_date=2018-12-01T00:00:00Z&end_date=2019-01-01T00:00:00Z";
+    let queries = [
+        "lat=34.0522&long=-118.2437&radius=500",
+        "lat=34.10&long=-118.33&radius=800&status=closed",
+        "lat=34.05&long=-118.30&radius=1000&page_size=20&page=2",
+        "lat=33.99&long=-118.40&radius=1500&service_code=graffiti-removal,bulky-items",
+        "bbox=-118.26,34.04,-118.24,34.06",
+    ];
+    let get = |q: String, token: Option<&str>| {
+        let mut req = app
+            .client
+            .get(app.url(&format!("/open311/v2/requests.json?{q}")));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|r| r["service_request_id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let mut compared = 0;
+    for q in queries {
+        let (s1, index) = get(format!("{q}{window}"), None).await;
+        let (s2, postgis) = get(format!("{q}{window}&source=postgis"), Some(&admin)).await;
+        assert_eq!((s1, s2), (200, 200), "{q}: {postgis}");
+        assert_eq!(ids(&index), ids(&postgis), "{q}");
+        assert_eq!(index, postgis, "{q}: same JSON");
+        compared += ids(&index).len();
+    }
+    assert!(compared > 50, "too few requests compared: {compared}");
+
+    let q = format!("{}{window}&source=postgis", queries[0]);
+    for token in [None, Some(crew.as_str())] {
+        let (status, body) = get(q.clone(), token).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body[0]["code"], 403, "{body}");
+        assert!(
+            body[0]["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    }
+    let (status, _, body) = get_xml(&app, &q).await;
+    assert_eq!(status, 403);
+    assert_eq!(body[0]["code"], 403, "{body}");
+    let (status, body) = get(format!("{}&source=mysql", queries[0]), Some(&admin)).await;
+    assert_eq!(status, 400);
+    assert!(
+        body[0]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("source:")),
+        "{body}"
+    );
+}
+
+async fn get_xml(app: &TestApp, query: &str) -> (u16, String, Value) {
+    get(app, "/open311/v2/requests", "xml", &format!("?{query}")).await
+}
