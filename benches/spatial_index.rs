@@ -203,13 +203,21 @@ fn percentiles(mut ns: Vec<u64>) -> (f64, f64, f64, f64) {
     (at(0.5), at(0.99), at(0.999), at(1.0))
 }
 
-fn report(name: &str, index: Vec<u64>, baseline: Vec<u64>) {
+/// Prints the two sides and returns the index's p99, in µs.
+fn report(name: &str, index: Vec<u64>, baseline: Vec<u64>) -> f64 {
     let (i50, i99, i999, imax) = percentiles(index);
     let (b50, b99, b999, bmax) = percentiles(baseline);
     println!(
         "{name:<34} index p50 {i50:8.1} µs p99 {i99:8.1} µs p99.9 {i999:8.1} µs max {imax:9.1} µs | baseline p50 {b50:8.1} µs p99 {b99:8.1} µs p99.9 {b999:8.1} µs max {bmax:9.1} µs | p99 ratio {:.2}x",
         b99 / i99
     );
+    i99
+}
+
+/// One row of the benchmark suite's goals table (scripts/bench.sh collects `goal |` lines).
+fn goal(figure: &str, target: &str, measured: &str, met: bool) {
+    let met = if met { "yes" } else { "**no**" };
+    println!("goal | {figure} | {target} | {measured} | {met} |");
 }
 
 fn time_each(centres: &[Position], mut f: impl FnMut(Position) -> usize) -> Vec<u64> {
@@ -275,16 +283,29 @@ fn build_world() -> World {
 
 fn in_process_percentiles(w: &World) {
     let all = Filter::default();
+    let n = w.index.len();
     for radius in [50.0, 500.0] {
         let idx = time_each(&w.centres, |c| {
             w.index.nearby_compact(c, radius, 50, &all).len()
         });
         let base = time_each(&w.centres, |c| w.baseline.nearby(c, radius, 50).len());
-        report(&format!("radius {radius} m, limit 50"), idx, base);
+        let p99 = report(&format!("radius {radius} m, limit 50"), idx, base);
+        goal(
+            &format!("radius {radius} m query p99 in process, {n} incidents (issue 3)"),
+            "< 20 µs",
+            &format!("{p99:.1} µs"),
+            p99 < 20.0,
+        );
     }
     let idx = time_each(&w.centres, |c| w.index.nearest(c, 20, &all).len());
     let base = time_each(&w.centres, |c| w.baseline.nearest(c, 20).len());
-    report("k-nearest k = 20", idx, base);
+    let p99 = report("k-nearest k = 20", idx, base);
+    goal(
+        &format!("k-nearest (k = 20) p99 in process, {n} incidents (issue 3)"),
+        "< 20 µs",
+        &format!("{p99:.1} µs"),
+        p99 < 20.0,
+    );
     let idx = time_each(&w.centres, |c| {
         w.index.nearby_compact(c, 500.0, 50, &w.open).len()
     });
@@ -370,6 +391,21 @@ fn under_writes(w: &World, secs: u64, index_side: bool) -> Vec<u64> {
     lat
 }
 
+fn build_goals(n: usize, secs: f64, bytes_per_incident: f64) {
+    goal(
+        &format!("index build from PostGIS, {n} incidents (issue 3)"),
+        "< 10 s",
+        &format!("{secs:.2} s"),
+        secs < 10.0,
+    );
+    goal(
+        "index memory per incident, counted from its structures (issue 3)",
+        "< 250 B",
+        &format!("{bytes_per_incident:.1} B"),
+        bytes_per_incident < 250.0,
+    );
+}
+
 /// COPYs the million into a scratch database and times `SpatialIndex::load` from it.
 fn build_from_postgis(incidents_seed: u64) {
     let Ok(url) = std::env::var("DATABASE_URL") else {
@@ -450,11 +486,14 @@ fn build_from_postgis(incidents_seed: u64) {
         let index = SpatialIndex::new();
         let t = Instant::now();
         let n = index.load(&pool, &catalogue).await.expect("load");
-        println!(
-            "build from PostGIS (SpatialIndex::load, {n} rows): {:.2} s; heap {:.1} bytes/incident",
+        let (secs, per) = (
             t.elapsed().as_secs_f64(),
-            index.heap_bytes() as f64 / n as f64
+            index.heap_bytes() as f64 / n as f64,
         );
+        println!(
+            "build from PostGIS (SpatialIndex::load, {n} rows): {secs:.2} s; heap {per:.1} bytes/incident"
+        );
+        build_goals(n, secs, per);
         pool.close().await;
         let mut c = admin.acquire().await.expect("conn");
         sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))

@@ -222,9 +222,39 @@ fn built_pyramid(index: &Arc<SpatialIndex>, n_total: usize) -> Arc<Pyramid> {
         "pyramid rebuild of {n_total} incidents (off the request path): median {:?} of {rebuilds:?}",
         rebuilds[1]
     );
+    let median = rebuilds[1].as_secs_f64();
+    goal(
+        &format!("cluster pyramid rebuild, {n_total} incidents, median of 3 (issue 5)"),
+        "≤ 2 s",
+        &format!("{median:.2} s"),
+        median <= 2.0,
+    );
     pyramid
 }
 
+/// One row of the benchmark suite's goals table (scripts/bench.sh collects `goal |` lines).
+fn goal(figure: &str, target: &str, measured: &str, met: bool) {
+    let met = if met { "yes" } else { "**no**" };
+    println!("goal | {figure} | {target} | {measured} | {met} |");
+}
+
+/// The median of `runs` timings of `f`, in ms.
+fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            f();
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[runs / 2]
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one measurement script: the world, the goals timed by hand, then criterion"
+)]
 fn tiles(c: &mut Criterion) {
     let n_total = n_incidents();
     let all = incidents(n_total);
@@ -244,6 +274,7 @@ fn tiles(c: &mut Criterion) {
     let cold_scan = |t: TileId| CachedTile::new(build_tile(&index, t, &filter, today), today);
 
     // The 500 KB rule (not timed): the densest tile of every zoom.
+    let mut largest = 0usize;
     for z in 0..=16u8 {
         let mut counts: HashMap<TileId, usize> = HashMap::new();
         for i in all.iter().filter(|i| filter.keep(i)) {
@@ -256,7 +287,14 @@ fn tiles(c: &mut Criterion) {
         let bytes = build_tile(&index, t, &filter, today).len();
         eprintln!("densest z{z} tile {t}: {n} incidents, {bytes} bytes");
         assert!(bytes < 500 * 1024, "{t}: {bytes} bytes");
+        largest = largest.max(bytes);
     }
+    goal(
+        &format!("largest tile at any zoom (z0–16), {n_total} incidents (issue 5)"),
+        "< 500 KB",
+        &format!("{:.0} KB", largest as f64 / 1024.0),
+        largest < 500 * 1024,
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -278,6 +316,51 @@ fn tiles(c: &mut Criterion) {
     if pool.is_none() {
         eprintln!("DATABASE_URL is not set: the PostGIS baseline is left out");
     }
+
+    // The goals, timed by hand (criterion's own estimates follow).
+    let z14 = median_ms(31, || {
+        black_box(cold(t14));
+    });
+    goal(
+        &format!("cold z14 tile, {n14} points, p50 in process (issue 5)"),
+        "≤ 5 ms",
+        &format!("{z14:.2} ms"),
+        z14 <= 5.0,
+    );
+    let z10 = median_ms(31, || {
+        black_box(cold(t10));
+    });
+    goal(
+        &format!("cold z10 cluster tile, {n10} incidents, p50 in process (issue 5)"),
+        "≤ 20 ms",
+        &format!("{z10:.2} ms"),
+        z10 <= 20.0,
+    );
+    if let Some(pool) = &pool {
+        let pg14 = median_ms(11, || {
+            black_box(postgis_tile(&rt, pool, POSTGIS_POINTS, t14));
+        });
+        goal(
+            "cold z14 tile ÷ PostGIS ST_AsMVT of the same tile, p50 (issue 5)",
+            "≥ 3×",
+            &format!("{:.1}× ({pg14:.1} ms against {z14:.2} ms)", pg14 / z14),
+            pg14 / z14 >= 3.0,
+        );
+    }
+    let mut moving = all[1].clone();
+    let mut seq = 2;
+    let fresh = median_ms(31, || {
+        seq += 1;
+        moving.change_seq = seq;
+        index.upsert(moving.clone());
+        black_box(cold(TileId::containing(moving.position, 14)));
+    });
+    goal(
+        "a write, then its tile rebuilt, p50 in process (issue 5)",
+        "< 1 s",
+        &format!("{fresh:.2} ms"),
+        fresh < 1000.0,
+    );
 
     let mut g = c.benchmark_group("tiles");
     g.sample_size(20)
@@ -316,8 +399,6 @@ fn tiles(c: &mut Criterion) {
         b.iter(|| black_box(build_tile(&index, t14, &filter, today)));
     });
     // Freshness: a write, then the next fetch of its tile (rebuilt, as the cache dropped it).
-    let mut moving = all[1].clone();
-    let mut seq = 2;
     g.bench_function("citypin write then rebuilt z14 tile", |b| {
         b.iter(|| {
             seq += 1;
