@@ -51,7 +51,7 @@ fn parse_args() -> BoxResult<Args> {
     let mut a = Args {
         quick: false,
         scales: vec![100_000, 1_000_000, 5_000_000],
-        duration: Duration::from_secs(10),
+        duration: Duration::from_secs(8),
         connections: 16,
         intake_connections: Vec::new(),
         out: PathBuf::from("target/bench"),

@@ -30,7 +30,7 @@ quick=0
 for a in "$@"; do [ "$a" = --quick ] && quick=1; done
 export BENCH_INCIDENTS="${BENCH_INCIDENTS:-$([ $quick = 1 ] && echo 100000 || echo 1000000)}"
 
-cargo build --release --bin citypin
+cargo build --release --bin citypin --example photos_load
 cargo bench --no-run
 stage "build (release binary and benches)"
 
