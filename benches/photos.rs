@@ -36,7 +36,7 @@ fn photos(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("photos_12mp");
     group.sample_size(10);
-    group.measurement_time(std::time::Duration::from_secs(20));
+    group.measurement_time(std::time::Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
     group.bench_function("baseline_decode_only", |b| {
         b.iter(|| image::load_from_memory(&jpeg).expect("decode"));

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -75,13 +76,19 @@ impl IndexRow {
     }
 }
 
-/// Every report not hidden.
-pub async fn load_visible(pool: &PgPool) -> Result<Vec<IndexRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM reports r WHERE NOT r.hidden"
-    ))
-    .fetch_all(pool)
-    .await
+/// Every report not hidden, handed to `each` one row at a time as it arrives: a million rows
+/// never sit in memory together, so their strings do not stay behind in the allocator's free
+/// lists once the index holds its compact records (that was ~100 B of RSS per incident).
+pub async fn for_each_visible(
+    pool: &PgPool,
+    mut each: impl FnMut(IndexRow),
+) -> Result<(), sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM reports r WHERE NOT r.hidden");
+    let mut rows = sqlx::query_as::<_, IndexRow>(&sql).fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        each(row);
+    }
+    Ok(())
 }
 
 /// The current rows of these reports, hidden ones included (the index removes those).
