@@ -52,7 +52,7 @@ def main(src, dst):
     lat_ax.set_yscale("log")
     lat_ax.set_xlabel("incidents in the database")
     lat_ax.set_ylabel("latency, ms (large dots p99, small p50)")
-    lat_ax.set_title("p99 (p50 faint) vs data size\nsolid: citypin over HTTP, dotted: PostGIS direct", fontsize=10)
+    lat_ax.set_title("p99 (p50 faint) vs data size\nsolid: citypin, dotted: the same endpoint answered by PostGIS (source=postgis)", fontsize=10)
     lat_ax.grid(True, which="both", alpha=0.3)
     lat_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
