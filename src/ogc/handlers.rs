@@ -234,6 +234,31 @@ struct Page {
     next_cursor: Option<String>,
 }
 
+impl Page {
+    /// A page from `limit + 1` rows read: the extra row only says there is a next page, whose
+    /// cursor is the last row kept.
+    fn of<T>(
+        mut rows: Vec<T>,
+        limit: u32,
+        matched: i64,
+        feature: impl Fn(&T) -> Result<Value, serde_json::Error>,
+        cursor: impl Fn(&T) -> String,
+    ) -> Result<Self, AppError> {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let features = rows
+            .iter()
+            .map(feature)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AppError::internal)?;
+        Ok(Self {
+            next_cursor: more.then(|| rows.last().map(cursor)).flatten(),
+            features,
+            matched,
+        })
+    }
+}
+
 /// `GET /ogc/collections/{id}/items`.
 pub async fn items(
     State(state): State<AppState>,
@@ -332,28 +357,21 @@ async fn incidents_page(
                 .map_err(|_| AppError::bad_field("cursor", "is not a cursor this API gave"))
         })
         .transpose()?;
-    let mut rows = incidents::page(&state.pool, &filter, after, i64::from(limit) + 1).await?;
+    let rows = incidents::page(&state.pool, &filter, after, i64::from(limit) + 1).await?;
     let matched = incidents::count(&state.pool, &filter).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let features = rows
-        .iter()
-        .map(|row| {
+    Page::of(
+        rows,
+        limit,
+        matched,
+        |row| {
             serde_json::to_value(IncidentFeature {
                 row,
                 catalogue: &state.catalogue,
                 fields,
             })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(AppError::internal)?;
-    Ok(Page {
-        next_cursor: more
-            .then(|| rows.last().map(|r| r.id.to_string()))
-            .flatten(),
-        features,
-        matched,
-    })
+        },
+        |r| r.id.to_string(),
+    )
 }
 
 fn parse_bbox(p: &ItemsParams) -> Result<Option<BBox>, AppError> {
@@ -366,21 +384,16 @@ fn parse_bbox(p: &ItemsParams) -> Result<Option<BBox>, AppError> {
 async fn areas_page(state: &AppState, p: &ItemsParams, limit: u32) -> Result<Page, AppError> {
     p.only(Collection::Areas, &[])?;
     let bbox = parse_bbox(p)?;
-    let mut rows =
+    let rows =
         store::areas_page(&state.pool, bbox, p.cursor.as_deref(), i64::from(limit) + 1).await?;
     let matched = store::areas_count(&state.pool, bbox).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let features = rows
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(AppError::internal)?;
-    Ok(Page {
-        next_cursor: more.then(|| rows.last().map(|a| a.id.clone())).flatten(),
-        features,
+    Page::of(
+        rows,
+        limit,
         matched,
-    })
+        |a| serde_json::to_value(a),
+        |a| a.id.clone(),
+    )
 }
 
 async fn hotspots_page(
@@ -411,7 +424,7 @@ async fn hotspots_page(
         Some(a) => cells.range(a + 1..),
         None => cells.range(..),
     };
-    let mut spots: Vec<Hotspot> = range
+    let spots: Vec<Hotspot> = range
         .take(limit as usize + 1)
         .filter_map(|(cell, count)| {
             h3o::CellIndex::try_from(*cell).ok().map(|cell| Hotspot {
@@ -420,20 +433,13 @@ async fn hotspots_page(
             })
         })
         .collect();
-    let more = spots.len() > limit as usize;
-    spots.truncate(limit as usize);
-    let features = spots
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(AppError::internal)?;
-    Ok(Page {
-        next_cursor: more
-            .then(|| spots.last().map(|s| format!("{:x}", s.cell)))
-            .flatten(),
-        features,
+    Page::of(
+        spots,
+        limit,
         matched,
-    })
+        |s| serde_json::to_value(s),
+        |s| format!("{:x}", s.cell),
+    )
 }
 
 /// `GET /ogc/collections/{id}/items/{fid}`.
