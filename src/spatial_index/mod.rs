@@ -213,6 +213,32 @@ impl Change {
     }
 }
 
+/// A test incident numbered `n` (id `n + 1`, reference `CP-nnnnnnnn`), new and just reported,
+/// for the tests of the capabilities built on the index.
+#[cfg(test)]
+pub(crate) fn test_incident(
+    n: u32,
+    position: Position,
+    (service_code, group): (&str, &str),
+    status: Status,
+) -> Incident {
+    let now = chrono::Utc::now();
+    Incident {
+        id: Uuid::from_u128(u128::from(n) + 1),
+        reference: Arc::from(format!("CP-{n:08}").as_str()),
+        position,
+        service_code: Arc::from(service_code),
+        group: Arc::from(group),
+        status,
+        requested_at: now,
+        updated_at: now,
+        supporters: 0,
+        duplicate_of: None,
+        h3_cell: u64::from(position.h3_cell(crate::geo::REPORT_H3_RESOLUTION)),
+        change_seq: 1,
+    }
+}
+
 /// The delta's tree, built by insertion. Never `RTree::bulk_load` for a tree that is then
 /// mutated: rstar 0.12.2's R* insertion panics ("This is a bug in rstar") on a bulk-loaded tree
 /// after enough inserts and removals. The dedup bench hit it when writes raced a fold (the

@@ -312,35 +312,24 @@ impl<'a> IncidentWriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geo::{Position, REPORT_H3_RESOLUTION};
+    use crate::geo::Position;
     use crate::reports::model::Status;
     use crate::spatial_index::Incident;
     use crate::tiles::mvt::Tile;
     use prost::Message as _;
 
     fn incident(p: Position, n: u32) -> Incident {
-        Incident {
-            id: uuid::Uuid::from_u128(u128::from(n) + 1),
-            reference: Arc::from(format!("CP-{n:08}").as_str()),
-            position: p,
-            service_code: Arc::from(if n % 2 == 0 {
-                "pothole"
-            } else {
-                "graffiti-removal"
-            }),
-            group: Arc::from(if n % 2 == 0 { "Roads" } else { "Graffiti" }),
-            status: if n % 10 == 0 {
-                Status::Duplicate
-            } else {
-                Status::New
-            },
-            requested_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-            supporters: 0,
-            duplicate_of: None,
-            h3_cell: u64::from(p.h3_cell(REPORT_H3_RESOLUTION)),
-            change_seq: 1,
-        }
+        let kind = if n % 2 == 0 {
+            ("pothole", "Roads")
+        } else {
+            ("graffiti-removal", "Graffiti")
+        };
+        let status = if n % 10 == 0 {
+            Status::Duplicate
+        } else {
+            Status::New
+        };
+        crate::spatial_index::test_incident(n, p, kind, status)
     }
 
     fn counts(tile: &Tile) -> (u64, usize) {

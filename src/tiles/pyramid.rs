@@ -308,25 +308,17 @@ mod tests {
     use crate::spatial_index::Incident;
 
     fn incident(n: u32, lon: f64, lat: f64) -> Incident {
-        let p = Position::new(lon, lat).unwrap();
-        Incident {
-            id: uuid::Uuid::from_u128(u128::from(n) + 1),
-            reference: Arc::from(format!("CP-{n:08}").as_str()),
-            position: p,
-            service_code: Arc::from(if n % 3 == 0 { "pothole" } else { "graffiti" }),
-            group: Arc::from(if n % 3 == 0 { "Roads" } else { "Graffiti" }),
-            status: if n % 7 == 0 {
-                Status::Duplicate
-            } else {
-                Status::New
-            },
-            requested_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-            supporters: 0,
-            duplicate_of: None,
-            h3_cell: u64::from(p.h3_cell(REPORT_H3_RESOLUTION)),
-            change_seq: 1,
-        }
+        let kind = if n % 3 == 0 {
+            ("pothole", "Roads")
+        } else {
+            ("graffiti", "Graffiti")
+        };
+        let status = if n % 7 == 0 {
+            Status::Duplicate
+        } else {
+            Status::New
+        };
+        crate::spatial_index::test_incident(n, Position::new(lon, lat).unwrap(), kind, status)
     }
 
     /// What two equal clusters share: count, cell, centre (bit patterns), group counts.
