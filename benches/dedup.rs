@@ -24,6 +24,10 @@ use citypin::spatial_index::{Incident, SpatialIndex};
 use criterion::{Criterion, black_box};
 use uuid::Uuid;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::Scratch;
+
 /// Greater Los Angeles: about 55 km by 72 km, so 1M incidents give ~250 per km².
 const LON: (f64, f64) = (-118.70, -118.10);
 const LAT: (f64, f64) = (33.70, 34.35);
@@ -190,20 +194,8 @@ fn intake_throughput() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
-        let db = format!("citypin_bench_dedup_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        let mut opts: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
-        opts = opts.database(&db);
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(16)
-            .connect_with(opts)
-            .await
-            .expect("connect bench db");
-        citypin::db::MIGRATOR.run(&pool).await.expect("migrate");
+        let scratch = Scratch::create(&url, "dedup", 16).await;
+        let pool = scratch.pool.clone();
         let on = AppState::start(pool.clone(), Settings::default())
             .await
             .expect("start");
@@ -302,11 +294,7 @@ fn intake_throughput() {
                 if r_on / r_off >= 0.9 { "yes" } else { "**no**" }
             );
         }
-        pool.close().await;
-        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .execute(&admin)
-            .await
-            .expect("drop database");
+        scratch.drop().await;
     });
 }
 

@@ -27,6 +27,10 @@ use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use uuid::Uuid;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+use scratch::Scratch;
+
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, as a
 /// quick smoke run (few incidents, no `PostGIS` load) that keeps `make test` short.
 fn full_run() -> bool {
@@ -419,19 +423,8 @@ fn build_from_postgis(incidents_seed: u64) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let admin = sqlx::PgPool::connect(&url).await.expect("connect");
-        let db = format!("citypin_bench_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&admin)
-            .await
-            .expect("create db");
-        let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.database(&db))
-            .await
-            .expect("connect scratch");
-        citypin::db::MIGRATOR.run(&pool).await.expect("migrate");
+        let scratch = Scratch::create(&url, "index", 4).await;
+        let pool = scratch.pool.clone();
         let catalogue = Catalogue::load(None).expect("catalogue");
         catalogue.upsert(&pool).await.expect("catalogue");
         let n = incidents_n();
@@ -494,13 +487,7 @@ fn build_from_postgis(incidents_seed: u64) {
             "build from PostGIS (SpatialIndex::load, {n} rows): {secs:.2} s; heap {per:.1} bytes/incident"
         );
         build_goals(n, secs, per);
-        pool.close().await;
-        let mut c = admin.acquire().await.expect("conn");
-        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .execute(&mut *c)
-            .await
-            .expect("drop db");
-        let _ = c.close().await;
+        scratch.drop().await;
     });
 }
 
