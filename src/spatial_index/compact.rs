@@ -39,7 +39,7 @@ pub(crate) fn reference_bytes(s: &str) -> [u8; 12] {
     out
 }
 
-fn status_from_u8(v: u8) -> Status {
+pub(super) fn status_from_u8(v: u8) -> Status {
     Status::ALL
         .get(usize::from(v))
         .copied()
@@ -191,11 +191,13 @@ impl Compiled {
     }
 
     pub fn matches(&self, r: &Record) -> bool {
-        self.statuses & (1 << r.status) != 0
-            && self
-                .services
-                .as_ref()
-                .is_none_or(|s| s.contains(&r.service))
+        self.admits(r.status, r.service)
+    }
+
+    /// [`Self::matches`] on the two fields a base tree entry carries.
+    pub fn admits(&self, status: u8, service: u16) -> bool {
+        self.statuses & (1 << status) != 0
+            && self.services.as_ref().is_none_or(|s| s.contains(&service))
     }
 }
 

@@ -11,23 +11,25 @@
 pub mod changes;
 mod compact;
 pub mod http;
+mod layer;
 mod sphere;
 pub mod store;
 pub mod sync;
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 use h3o::{CellIndex, Resolution};
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{ParentNode, PointDistance, RTree, RTreeNode};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use compact::Filter;
 use compact::{Compiled, Names, Record};
+use layer::{Bucket, Layer};
 use sphere::{Point3, unit_vector};
 
 use crate::geo::{BBox, Position};
@@ -128,8 +130,6 @@ pub struct CompactHit {
     pub distance_m: f64,
 }
 
-/// Base tree entries point into the base's record vector.
-type BaseEntry = GeomWithData<Point3, u32>;
 /// Delta tree entries carry the id; the delta is small, so the map lookup is cheap.
 type DeltaEntry = GeomWithData<Point3, Uuid>;
 
@@ -142,49 +142,44 @@ const FOLD_AT_LEAST: usize = 4096;
 /// Tree hits tested together before any is visited (see `for_each_in_bbox_where`).
 const CHUNK: usize = 64;
 
-/// An immutable snapshot: records in space order (by H3 cell, so a box's records sit close
-/// together in memory and a tile's walk reads a few runs instead of thousands of scattered
-/// lines), their positions by id (binary search serves `get`, so no hash map), a bulk-loaded
-/// tree over them, and tombstones of hidden incidents.
+/// An immutable snapshot: a searchable layer of every incident and one of the open ones; the
+/// records in the first layer's order; their positions by id (binary search serves `get`, so
+/// no hash map); and tombstones of hidden incidents.
 #[derive(Default)]
 struct Base {
+    /// In the order of `all`'s points: a query's hits sit in a few buckets, so their records
+    /// sit in a few runs of memory instead of one cache line each.
     records: Vec<Record>,
     /// Indexes into `records`, in id order.
     by_id: Vec<u32>,
-    tree: RTree<BaseEntry>,
-    /// The open incidents only: crews ask for open ones, and in a city's history most
-    /// incidents are closed, so walking the full tree for them visits mostly misses.
-    open_tree: RTree<BaseEntry>,
+    /// Every incident.
+    all: Layer,
+    /// The open incidents again: crews ask for open ones, and in a city's history most
+    /// incidents are closed (99.8 % of the LA sample), so a walk of `all` for them would
+    /// visit mostly misses, while this copy costs little. (Two disjoint layers, open and
+    /// closed, would save the copy but make every any-status query walk two trees, which
+    /// measured 35 % slower.)
+    open: Layer,
     /// Hidden incidents and the change that hid them, so a stale copy cannot come back.
     gone: HashMap<Uuid, i64>,
 }
 
 impl Base {
     fn build(mut records: Vec<Record>, gone: HashMap<Uuid, i64>) -> Self {
-        // H3 indexes share their leading bits with their parents: sorting by the cell keeps
-        // every cell's records, at every resolution, in one run.
-        records.sort_unstable_by_key(|r| (r.h3_cell, r.id));
-        let mut by_id: Vec<(Uuid, u32)> = (0u32..).zip(&records).map(|(i, r)| (r.id, i)).collect();
-        by_id.sort_unstable();
-        let entries: Vec<BaseEntry> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| BaseEntry::new(unit_vector(r.position), i as u32))
-            .collect();
-        let open_entries = entries
-            .iter()
-            .zip(&records)
-            .filter(|(_, r)| r.status().is_open())
-            .map(|(e, _)| *e)
-            .collect();
-        // Collected in place, the ids would keep the pairs' five-times-larger allocation.
-        let mut by_id: Vec<u32> = by_id.into_iter().map(|(_, i)| i).collect();
-        by_id.shrink_to_fit();
+        let mut all = Layer::build(&points(&records, |_| true));
+        let order: Vec<u32> = all.points.iter().map(|p| p.index).collect();
+        permute(&mut records, &order);
+        for (index, p) in (0u32..).zip(&mut all.points) {
+            p.index = index;
+        }
+        let open = Layer::build(&points(&records, |r| r.status().is_open()));
+        let mut by_id: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
+        by_id.sort_unstable_by_key(|&i| records[i as usize].id);
         Self {
-            tree: RTree::bulk_load(entries),
-            open_tree: RTree::bulk_load(open_entries),
-            by_id,
             records,
+            by_id,
+            all,
+            open,
             gone,
         }
     }
@@ -194,6 +189,169 @@ impl Base {
             .binary_search_by_key(&id, |&i| self.records[i as usize].id)
             .ok()
             .map(|k| &self.records[self.by_id[k] as usize])
+    }
+
+    /// The layer a walk needs: the open one when only open statuses can match.
+    fn layer(&self, open_only: bool) -> &Layer {
+        if open_only { &self.open } else { &self.all }
+    }
+}
+
+/// Layer points for the records that pass `keep`, pointing at them by index.
+fn points(records: &[Record], keep: impl Fn(&Record) -> bool) -> Vec<layer::Point> {
+    (0u32..)
+        .zip(records)
+        .filter(|(_, r)| keep(r))
+        .map(|(index, r)| layer::Point {
+            v: unit_vector(r.position),
+            index,
+            service: r.service,
+            status: r.status,
+        })
+        .collect()
+}
+
+/// Puts `records[order[k]]` at `k`, in place (a second copy of a million records would double
+/// the index's peak memory while it is built): each cycle of the permutation is followed once.
+fn permute(records: &mut [Record], order: &[u32]) {
+    let mut done = vec![false; records.len()];
+    for start in 0..records.len() {
+        if done[start] {
+            continue;
+        }
+        let first = records[start];
+        let mut at = start;
+        loop {
+            done[at] = true;
+            let from = order[at] as usize;
+            if from == start {
+                records[at] = first;
+                break;
+            }
+            records[at] = records[from];
+            at = from;
+        }
+    }
+}
+
+/// A node waiting in a nearest-first walk, by the squared chord from the centre to its box.
+struct Queued<'a> {
+    d2: f64,
+    node: NodeRef<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum NodeRef<'a> {
+    Base(&'a ParentNode<Bucket>),
+    Bucket(&'a [layer::Point]),
+    Delta(&'a ParentNode<DeltaEntry>),
+}
+
+impl PartialEq for Queued<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.d2.total_cmp(&other.d2).is_eq()
+    }
+}
+
+impl Eq for Queued<'_> {}
+
+impl PartialOrd for Queued<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued<'_> {
+    /// Reversed: `BinaryHeap` pops its greatest, and the walk wants the nearest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.d2.total_cmp(&self.d2)
+    }
+}
+
+fn queue_if_within<'a>(
+    queue: &mut BinaryHeap<Queued<'a>>,
+    kept: &Kept<'_>,
+    d2: f64,
+    node: NodeRef<'a>,
+) {
+    if d2 <= kept.bound {
+        queue.push(Queued { d2, node });
+    }
+}
+
+/// A squared chord, ordered totally (for the heap of the nearest kept).
+#[derive(Clone, Copy, PartialEq)]
+struct Chord2(f64);
+
+impl Eq for Chord2 {}
+
+impl PartialOrd for Chord2 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Chord2 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The records a walk has kept, and the bound they set on the rest of it.
+struct Kept<'a> {
+    limit: usize,
+    /// Every record kept within the bound of its time, in walk order (nearly nearest first).
+    found: Vec<(f64, &'a Record)>,
+    /// The squared chords of the `limit` nearest kept so far, farthest on top.
+    nearest: BinaryHeap<Chord2>,
+    /// No record past this squared chord can be among the answers (with its near-ties).
+    bound: f64,
+}
+
+impl<'a> Kept<'a> {
+    fn new(limit: usize, bound: f64) -> Self {
+        Self {
+            limit,
+            found: Vec::with_capacity(limit.min(MAX_PRESIZE)),
+            nearest: BinaryHeap::with_capacity(limit.min(MAX_PRESIZE) + 1),
+            bound,
+        }
+    }
+
+    fn offer(&mut self, d2: f64, r: &'a Record) {
+        self.found.push((d2, r));
+        if self.nearest.len() < self.limit {
+            self.nearest.push(Chord2(d2));
+            if self.nearest.len() < self.limit {
+                return;
+            }
+        } else if let Some(mut farthest) = self.nearest.peek_mut() {
+            // Past the limit, most offers are near-ties or farther: no heap work for them.
+            if d2 >= farthest.0 {
+                return;
+            }
+            *farthest = Chord2(d2);
+        }
+        if let Some(Chord2(farthest)) = self.nearest.peek() {
+            self.bound = self.bound.min(sphere::past(*farthest));
+        }
+    }
+
+    /// The answer: records within the final bound, by great-circle distance and id, cut to
+    /// the limit (and to the radius, now measured exactly).
+    fn into_nearest(self, radius_m: Option<f64>) -> Vec<(f64, &'a Record)> {
+        let bound = self.bound;
+        let mut hits: Vec<(f64, &Record)> = self
+            .found
+            .into_iter()
+            .filter(|(d2, _)| *d2 <= bound)
+            .map(|(d2, r)| (sphere::arc_m(d2), r))
+            .filter(|(d, _)| radius_m.is_none_or(|radius| *d <= radius))
+            .collect();
+        // Ids only break exact ties: comparing them always would read every record.
+        hits.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        hits.truncate(self.limit);
+        hits
     }
 }
 
@@ -491,7 +649,8 @@ impl SpatialIndex {
         let map_entry = std::mem::size_of::<(Uuid, Change)>() + 1;
         base.records.capacity() * std::mem::size_of::<Record>()
             + base.by_id.capacity() * std::mem::size_of::<u32>()
-            + nodes(base.tree.root())
+            + base.all.heap_bytes()
+            + base.open.heap_bytes()
             + base.gone.capacity() * (std::mem::size_of::<(Uuid, i64)>() + 1)
             + delta.changes.capacity() * map_entry
             + nodes(delta.tree.root())
@@ -576,10 +735,8 @@ impl SpatialIndex {
         keep: impl Fn(&Incident) -> bool,
     ) -> Vec<Hit> {
         let names = self.names.table();
-        let hits = self.scan(center, Some(radius_m), limit, false, |r| {
-            keep(&r.incident(&names))
-        });
-        self.to_hits(hits)
+        let any = Compiled::new(&Filter::default(), &self.names);
+        self.hits(center, radius_m, limit, &any, |r| keep(&r.incident(&names)))
     }
 
     /// Like [`Self::nearby`] with a [`Filter`] evaluated on the compact records: the fast path.
@@ -591,10 +748,33 @@ impl SpatialIndex {
         filter: &Filter,
     ) -> Vec<Hit> {
         let compiled = Compiled::new(filter, &self.names);
-        let hits = self.scan(center, Some(radius_m), limit, compiled.open_only(), |r| {
-            compiled.matches(r)
-        });
-        self.to_hits(hits)
+        self.hits(center, radius_m, limit, &compiled, |_| true)
+    }
+
+    fn hits(
+        &self,
+        center: Position,
+        radius_m: f64,
+        limit: usize,
+        compiled: &Compiled,
+        keep: impl FnMut(&Record) -> bool,
+    ) -> Vec<Hit> {
+        let names = self.names.table();
+        let mut hits = Vec::with_capacity(limit.min(MAX_PRESIZE));
+        self.scan(
+            center,
+            Some(radius_m),
+            limit,
+            compiled,
+            keep,
+            |r, distance_m| {
+                hits.push(Hit {
+                    incident: r.incident(&names),
+                    distance_m,
+                });
+            },
+        );
+        hits
     }
 
     /// Like [`Self::nearby_matching`], returning compact records (names as indices into
@@ -606,154 +786,158 @@ impl SpatialIndex {
         limit: usize,
         filter: &Filter,
     ) -> Vec<CompactHit> {
-        let compiled = Compiled::new(filter, &self.names);
-        self.scan(center, Some(radius_m), limit, compiled.open_only(), |r| {
-            compiled.matches(r)
-        })
-        .iter()
-        .map(|(r, distance_m)| CompactHit {
-            incident: Compact::of(r),
-            distance_m: *distance_m,
-        })
-        .collect()
+        self.compact_hits(center, Some(radius_m), limit, filter)
     }
 
     /// The `k` incidents nearest `center` that pass `filter`, at any distance, nearest first
-    /// (ties by id).
-    pub fn nearest(&self, center: Position, k: usize, filter: &Filter) -> Vec<Hit> {
+    /// (ties by id), as compact records.
+    pub fn nearest(&self, center: Position, k: usize, filter: &Filter) -> Vec<CompactHit> {
+        self.compact_hits(center, None, k, filter)
+    }
+
+    fn compact_hits(
+        &self,
+        center: Position,
+        radius_m: Option<f64>,
+        limit: usize,
+        filter: &Filter,
+    ) -> Vec<CompactHit> {
         let compiled = Compiled::new(filter, &self.names);
-        let hits = self.scan(center, None, k, compiled.open_only(), |r| {
-            compiled.matches(r)
-        });
-        self.to_hits(hits)
+        let mut hits = Vec::with_capacity(limit.min(MAX_PRESIZE));
+        self.scan(
+            center,
+            radius_m,
+            limit,
+            &compiled,
+            |_| true,
+            |r, distance_m| {
+                hits.push(CompactHit {
+                    incident: Compact::of(r),
+                    distance_m,
+                });
+            },
+        );
+        hits
     }
 
-    fn to_hits(&self, hits: Vec<(Record, f64)>) -> Vec<Hit> {
-        let names = self.names.table();
-        hits.into_iter()
-            .map(|(r, distance_m)| Hit {
-                incident: r.incident(&names),
-                distance_m,
-            })
-            .collect()
-    }
-
-    /// Walks base and delta together in chord order (= great-circle order), keeping records
-    /// that pass `keep`, until `limit` are found and the near-ties past the last one are in;
-    /// then orders them by haversine distance and id.
+    /// The `limit` records nearest `center` (within `radius_m`, when given) that pass
+    /// `compiled` and `keep`, handed to `out` nearest first (ties by id) with their
+    /// great-circle distance.
+    ///
+    /// A best-first walk of the base trees (the open one alone for open-only queries) and the
+    /// delta together: one queue of nodes by the squared chord to their boxes, popped until
+    /// the nearest box lies past the bound. The bound starts at the radius and, once `limit`
+    /// records are kept, shrinks to a little past the farthest of the nearest `limit`, so the
+    /// near-ties at the cut are all collected before the exact order decides. Entries the
+    /// bound excludes are never queued, and filtered entries are passed on their slot,
+    /// without reading their records.
     fn scan(
         &self,
         center: Position,
         radius_m: Option<f64>,
         limit: usize,
-        open_only: bool,
+        compiled: &Compiled,
         mut keep: impl FnMut(&Record) -> bool,
-    ) -> Vec<(Record, f64)> {
+        mut out: impl FnMut(&Record, f64),
+    ) {
         if limit == 0 {
-            return Vec::new();
+            return;
         }
         let q = unit_vector(center);
         let delta = self.read_delta();
         let base = self.base.load();
         let masked = !delta.changes.is_empty();
-        // A base record open when the base was built and closed since is masked by the delta,
-        // and one closed then and open now is in the delta: the open tree misses nothing.
-        let base_tree = if open_only {
-            &base.open_tree
-        } else {
-            &base.tree
-        };
-        let mut from_base = base_tree
-            .nearest_neighbor_iter_with_distance_2(&q)
-            .peekable();
-        let mut from_delta = delta
-            .tree
-            .nearest_neighbor_iter_with_distance_2(&q)
-            .peekable();
-        let mut cutoff = radius_m.map_or(f64::INFINITY, sphere::max_chord2);
-        // Near-ties past the limit are rare: `limit` slots usually suffice.
-        let mut found: Vec<(Record, f64)> = Vec::with_capacity(limit.min(MAX_PRESIZE));
-        loop {
-            let take_base = match (from_base.peek(), from_delta.peek()) {
-                (Some(b), Some(d)) => b.1 <= d.1,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let record = if take_base {
-                let Some((e, d2)) = from_base.next() else {
-                    break;
-                };
-                if d2 > cutoff {
-                    break;
-                }
-                let r = &base.records[e.data as usize];
-                if masked && delta.changes.contains_key(&r.id) {
-                    continue;
-                }
-                (r, d2)
-            } else {
-                let Some((e, d2)) = from_delta.next() else {
-                    break;
-                };
-                if d2 > cutoff {
-                    break;
-                }
-                let Some(r) = delta.live(e.data) else {
-                    continue;
-                };
-                (r, d2)
-            };
-            if !keep(record.0) {
-                continue;
+        let mut kept = Kept::new(limit, radius_m.map_or(f64::INFINITY, sphere::max_chord2));
+        let layer = base.layer(compiled.open_only());
+        let mut queue = BinaryHeap::new();
+        queue.push(Queued {
+            d2: 0.0,
+            node: NodeRef::Base(layer.tree.root()),
+        });
+        queue.push(Queued {
+            d2: 0.0,
+            node: NodeRef::Delta(delta.tree.root()),
+        });
+        while let Some(Queued { d2, node }) = queue.pop() {
+            if d2 > kept.bound {
+                break;
             }
-            found.push((*record.0, record.1));
-            if found.len() == limit {
-                cutoff = cutoff.min(sphere::past(record.1));
+            match node {
+                NodeRef::Base(n) => {
+                    for child in n.children() {
+                        let (d2, next) = match child {
+                            RTreeNode::Parent(p) => (p.envelope().distance_2(&q), NodeRef::Base(p)),
+                            RTreeNode::Leaf(b) => {
+                                (b.distance_2(&q), NodeRef::Bucket(layer.bucket(b)))
+                            }
+                        };
+                        queue_if_within(&mut queue, &kept, d2, next);
+                    }
+                }
+                NodeRef::Bucket(points) => {
+                    for p in points {
+                        let d2 = sphere::chord2(&p.v, &q);
+                        if d2 > kept.bound || !compiled.admits(p.status, p.service) {
+                            continue;
+                        }
+                        let r = &base.records[p.index as usize];
+                        if !(masked && delta.changes.contains_key(&r.id)) && keep(r) {
+                            kept.offer(d2, r);
+                        }
+                    }
+                }
+                NodeRef::Delta(n) => {
+                    for child in n.children() {
+                        let e = match child {
+                            RTreeNode::Parent(p) => {
+                                let d2 = p.envelope().distance_2(&q);
+                                queue_if_within(&mut queue, &kept, d2, NodeRef::Delta(p));
+                                continue;
+                            }
+                            RTreeNode::Leaf(e) => e,
+                        };
+                        let d2 = e.geom().distance_2(&q);
+                        if d2 > kept.bound {
+                            continue;
+                        }
+                        if let Some(r) = delta.live(e.data) {
+                            if compiled.matches(r) && keep(r) {
+                                kept.offer(d2, r);
+                            }
+                        }
+                    }
+                }
             }
         }
-        // The chord order is exact up to rounding; the haversine distance, in place, decides.
-        for hit in &mut found {
-            hit.1 = center.distance_m(hit.0.position);
+        for (distance_m, r) in kept.into_nearest(radius_m) {
+            out(r, distance_m);
         }
-        if let Some(radius) = radius_m {
-            found.retain(|(_, d)| *d <= radius);
-        }
-        found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
-        found.truncate(limit);
-        found
     }
 
     /// Visits every visible record inside `bbox` (both parts of one crossing the antimeridian).
     fn for_each_in_bbox(&self, bbox: &BBox, f: impl FnMut(&Record)) {
-        self.for_each_in_bbox_where(bbox, |_| true, f);
+        let any = Compiled::new(&Filter::default(), &self.names);
+        self.for_each_in_bbox_where(bbox, &any, f);
     }
 
-    /// Visits every visible record inside `bbox` that passes `keep` (a cheap test on the record
-    /// alone, such as a compiled filter).
-    fn for_each_in_bbox_where(
-        &self,
-        bbox: &BBox,
-        keep: impl Fn(&Record) -> bool,
-        mut f: impl FnMut(&Record),
-    ) {
+    /// Visits every visible record inside `bbox` that passes `compiled`: tested on the tree
+    /// entries' slots, so records filtered out are never read, and the closed tree is not
+    /// walked at all for an open-only filter.
+    fn for_each_in_bbox_where(&self, bbox: &BBox, compiled: &Compiled, mut f: impl FnMut(&Record)) {
         let delta = self.read_delta();
         let base = self.base.load();
         let masked = !delta.changes.is_empty();
-        // Base records are in id order, so the tree's hits land all over memory. They are
-        // taken a chunk at a time: first every hit is tested (position and `keep`) in a loop
-        // of independent loads, so the cache misses overlap instead of queueing behind the
-        // visitor's work; then the hits kept are visited, their records now in cache.
-        let keep_record = &keep;
+        // A box's hits are taken a chunk at a time: first every hit's position is tested in a
+        // loop of independent loads, so the cache misses overlap instead of queueing behind
+        // the visitor's work; then the hits inside are visited, their records now in cache.
         let mut visit_chunk = |part: &BBox, hits: &[u32]| {
             let mut inside = [false; CHUNK];
-            for (keep, &i) in inside.iter_mut().zip(hits) {
-                let r = &base.records[i as usize];
-                *keep = part.contains(r.position) && keep_record(r);
+            for (inside, &i) in inside.iter_mut().zip(hits) {
+                *inside = part.contains(base.records[i as usize].position);
             }
-            for (&keep, &i) in inside.iter().zip(hits) {
+            for (&inside, &i) in inside.iter().zip(hits) {
                 let r = &base.records[i as usize];
-                if keep && !(masked && delta.changes.contains_key(&r.id)) {
+                if inside && !(masked && delta.changes.contains_key(&r.id)) {
                     f(r);
                 }
             }
@@ -762,21 +946,24 @@ impl SpatialIndex {
             let env = sphere::envelope(&part);
             let mut hits = [0u32; CHUNK];
             let mut n = 0;
-            for e in base.tree.locate_in_envelope(&env) {
-                hits[n] = e.data;
+            base.layer(compiled.open_only()).for_each_in(&env, |p| {
+                if !compiled.admits(p.status, p.service) {
+                    return;
+                }
+                hits[n] = p.index;
                 n += 1;
                 if n == CHUNK {
                     visit_chunk(&part, &hits);
                     n = 0;
                 }
-            }
+            });
             visit_chunk(&part, &hits[..n]);
         }
         for part in bbox.parts() {
             let env = sphere::envelope(&part);
             for e in delta.tree.locate_in_envelope(&env) {
                 if let Some(r) = delta.live(e.data) {
-                    if part.contains(r.position) && keep(r) {
+                    if part.contains(r.position) && compiled.matches(r) {
                         f(r);
                     }
                 }
@@ -819,11 +1006,7 @@ impl SpatialIndex {
         let compiled = Compiled::new(filter, &self.names);
         let names = self.names.table();
         let mut out = Vec::new();
-        self.for_each_in_bbox(bbox, |r| {
-            if compiled.matches(r) {
-                out.push(r.incident(&names));
-            }
-        });
+        self.for_each_in_bbox_where(bbox, &compiled, |r| out.push(r.incident(&names)));
         out
     }
 
@@ -833,7 +1016,7 @@ impl SpatialIndex {
     /// Names (`service`, `group`) are indices into [`Self::names`].
     pub fn visit_matching(&self, bbox: &BBox, filter: &Filter, mut f: impl FnMut(&Compact)) {
         let compiled = Compiled::new(filter, &self.names);
-        self.for_each_in_bbox_where(bbox, |r| compiled.matches(r), |r| f(&Compact::of(r)));
+        self.for_each_in_bbox_where(bbox, &compiled, |r| f(&Compact::of(r)));
     }
 
     /// Visits every visible incident passing `filter`, like [`Self::visit_matching`].
@@ -1075,8 +1258,19 @@ mod tests {
     }
 
     fn brute_force(all: &[Incident], c: Position, radius: f64, limit: usize) -> Vec<Uuid> {
+        brute_force_where(all, c, radius, limit, |_| true)
+    }
+
+    fn brute_force_where(
+        all: &[Incident],
+        c: Position,
+        radius: f64,
+        limit: usize,
+        keep: impl Fn(&Incident) -> bool,
+    ) -> Vec<Uuid> {
         let mut v: Vec<(f64, Uuid)> = all
             .iter()
+            .filter(|i| keep(i))
             .map(|i| (c.distance_m(i.position), i.id))
             .filter(|(d, _)| *d <= radius)
             .collect();
@@ -1087,8 +1281,16 @@ mod tests {
     #[test]
     fn base_and_delta_together_answer_like_a_brute_force_scan() {
         let mut s = 7;
+        // Every status, so both base trees hold incidents, and two services.
         let mut all: Vec<Incident> = (0..2000)
-            .map(|i| incident(-118.3 + lcg(&mut s) * 0.1, 34.0 + lcg(&mut s) * 0.1, i))
+            .map(|i| {
+                let mut inc = incident(-118.3 + lcg(&mut s) * 0.1, 34.0 + lcg(&mut s) * 0.1, i);
+                inc.status = Status::ALL[i as usize % Status::ALL.len()];
+                if i % 5 == 0 {
+                    inc.service_code = Arc::from("graffiti");
+                }
+                inc
+            })
             .collect();
         let idx = SpatialIndex::from_incidents(all[..1500].to_vec());
         for i in &all[1500..] {
@@ -1129,6 +1331,23 @@ mod tests {
                     .map(|h| h.incident.id)
                     .collect();
                 assert_eq!(k, brute_force(&visible, c, f64::INFINITY, 20));
+                let open_graffiti = Filter {
+                    statuses: Filter::open().statuses,
+                    service_codes: vec!["graffiti".into()],
+                };
+                for filter in [Filter::open(), open_graffiti] {
+                    let got: Vec<Uuid> = idx
+                        .nearby_matching(c, r, 15, &filter)
+                        .iter()
+                        .map(|h| h.incident.id)
+                        .collect();
+                    let want = brute_force_where(&visible, c, r, 15, |i| {
+                        filter.statuses.contains(&i.status)
+                            && (filter.service_codes.is_empty()
+                                || filter.service_codes.iter().any(|s| **s == *i.service_code))
+                    });
+                    assert_eq!(got, want, "{filter:?}");
+                }
             }
         };
         check(&idx);
@@ -1216,6 +1435,61 @@ mod tests {
         want.sort();
         assert_eq!(ids, want);
         assert_eq!(idx.in_bbox_matching(&b, &Filter::open()).len(), 2);
+    }
+
+    #[test]
+    fn every_layer_point_is_in_one_bucket_and_points_at_its_record() {
+        let mut state = 99;
+        let all: Vec<Incident> = (0..3000)
+            .map(|n| {
+                let mut i = incident(
+                    -118.5 + lcg(&mut state) * 0.5,
+                    33.8 + lcg(&mut state) * 0.5,
+                    n,
+                );
+                i.status = Status::ALL[n as usize % Status::ALL.len()];
+                i.service_code = Arc::from(["pothole", "graffiti", "dumping"][n as usize % 3]);
+                i
+            })
+            .collect();
+        let idx = SpatialIndex::from_incidents(all.clone());
+        let base = idx.base.load();
+        let open = all.iter().filter(|i| i.status.is_open()).count();
+        assert!(open > 0 && open < all.len());
+        for (layer, len) in [(&base.all, all.len()), (&base.open, open)] {
+            assert_eq!(layer.points.len(), len);
+            // The buckets cover the points once, in order, each inside its box.
+            let mut buckets: Vec<&Bucket> = layer.tree.iter().collect();
+            buckets.sort_by_key(|b| b.data.0);
+            let mut next = 0;
+            for b in buckets {
+                assert_eq!(b.data.0, next);
+                next = b.data.1;
+                for p in layer.bucket(b) {
+                    assert!(rstar::Envelope::contains_point(
+                        &rstar::RTreeObject::envelope(b.geom()),
+                        &p.v
+                    ));
+                }
+            }
+            assert_eq!(next as usize, len);
+            for p in &layer.points {
+                let r = &base.records[p.index as usize];
+                assert!(sphere::chord2(&p.v, &unit_vector(r.position)) < 1e-30);
+                assert_eq!((p.status, p.service), (r.status, r.service));
+            }
+        }
+        assert!(
+            base.open
+                .points
+                .iter()
+                .all(|p| compact::status_from_u8(p.status).is_open())
+        );
+        assert!((0u32..).zip(&base.all.points).all(|(k, p)| p.index == k));
+        // The leaf order is a permutation: every incident still found by id, unchanged.
+        for i in &all {
+            assert_eq!(idx.get(i.id).as_ref(), Some(i));
+        }
     }
 
     #[test]
