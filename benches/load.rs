@@ -45,6 +45,14 @@ struct Args {
     intake_connections: Vec<usize>,
     out: PathBuf,
     bin: PathBuf,
+    /// `--only a,b`: just these scenarios (for working on one; `make bench` runs them all).
+    only: Option<BTreeSet<String>>,
+}
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.contains(scenario))
+    }
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -56,6 +64,7 @@ fn parse_args() -> BoxResult<Args> {
         intake_connections: Vec::new(),
         out: PathBuf::from("target/bench"),
         bin: PathBuf::from("target/release/citypin"),
+        only: None,
     };
     let mut scales_given = false;
     let mut duration_given = false;
@@ -89,6 +98,10 @@ fn parse_args() -> BoxResult<Args> {
             }
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out")?),
             "--bin" => a.bin = PathBuf::from(it.next().ok_or("--bin")?),
+            "--only" => {
+                let names = it.next().ok_or("--only needs scenario names")?;
+                a.only = Some(names.split(',').map(str::to_owned).collect());
+            }
             other => return Err(format!("unknown option {other:?}").into()),
         }
     }
@@ -1176,14 +1189,24 @@ async fn run_scale(
     let list = scenarios(&ctx);
     let mut results = Vec::new();
     // Reads first, on the data as loaded; then the export; then the scenarios that write.
-    for s in list.iter().filter(|s| s.name != "intake") {
+    for s in list
+        .iter()
+        .filter(|s| s.name != "intake" && args.wants(s.name))
+    {
         results.push(run_scenario(args, &server, &ctx, s, args.connections).await);
     }
-    results.push(export(&server, &ctx, &url).await?);
-    if let Some(reads) = list.iter().find(|s| s.name == "nearby_all") {
-        results.push(reads_under_writes(args, &server, &ctx, reads).await);
+    if args.wants("export_geojson") {
+        results.push(export(&server, &ctx, &url).await?);
     }
-    for s in list.iter().filter(|s| s.name == "intake") {
+    if let Some(reads) = list.iter().find(|s| s.name == "nearby_all") {
+        if args.wants("nearby_under_writes") {
+            results.push(reads_under_writes(args, &server, &ctx, reads).await);
+        }
+    }
+    for s in list
+        .iter()
+        .filter(|s| s.name == "intake" && args.wants(s.name))
+    {
         // Throughput against latency: the same intake at other client concurrencies.
         for &c in &args.intake_connections {
             let mut r = run_scenario(args, &server, &ctx, s, c).await;

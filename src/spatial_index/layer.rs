@@ -25,17 +25,8 @@ pub(super) struct Point {
 /// A bucket in the tree: its points' box and their range in [`Layer::points`].
 pub(super) type Bucket = GeomWithData<Rectangle<Point3>, (u32, u32)>;
 
-/// Node sizes of the temporary point tree whose leaves become the buckets. rstar's bulk load
-/// cuts every level into 2³ = 8 slabs for a 3-D tree while a node holds more than the maximum,
-/// so with 64 the buckets hold 8–64 points (about 30 for a million).
-struct Grouping;
-
-impl rstar::RTreeParams for Grouping {
-    const MIN_SIZE: usize = 20;
-    const MAX_SIZE: usize = 64;
-    const REINSERTION_COUNT: usize = 8;
-    type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
-}
+/// Most points a bucket holds; halving leaves buckets of 33 to 64 (fewer in a small layer).
+const BUCKET: usize = 64;
 
 /// Node sizes of the tree over the buckets: 2³ = 8 children a node. Of 6, 9 and 27, 9 walked
 /// fastest (BENCHMARKS.md).
@@ -56,19 +47,15 @@ pub(super) struct Layer {
 }
 
 impl Layer {
-    /// Groups `points` into buckets of nearby ones (reordering them) and indexes the buckets.
-    pub fn build(points: &[Point]) -> Self {
-        let grouping: RTree<GeomWithData<Point3, u32>, Grouping> = RTree::bulk_load_with_params(
-            (0u32..)
-                .zip(points)
-                .map(|(i, p)| GeomWithData::new(p.v, i))
-                .collect(),
-        );
-        let mut ordered = Vec::with_capacity(points.len());
-        let mut buckets = Vec::new();
-        collect_buckets(grouping.root(), points, &mut ordered, &mut buckets);
+    /// Groups `points` into buckets of nearby ones (reordering them in place) and indexes the
+    /// buckets.
+    pub fn build(mut points: Vec<Point>) -> Self {
+        // A filtered collect can leave up to twice the capacity it needs.
+        points.shrink_to_fit();
+        let mut buckets = Vec::with_capacity(points.len() / (BUCKET / 2) + 1);
+        split(&mut points, 0, &mut buckets);
         Self {
-            points: ordered,
+            points,
             tree: RTree::bulk_load_with_params(buckets),
         }
     }
@@ -110,49 +97,45 @@ fn inside(env: &AABB<Point3>, v: &Point3) -> bool {
     (0..3).all(|k| lo[k] <= v[k] && v[k] <= hi[k])
 }
 
-/// Appends the leaves of the grouping tree, in its order, as buckets: a node whose children
-/// are all points is one bucket; a point beside subtrees is a bucket of its own.
-fn collect_buckets(
-    node: &ParentNode<GeomWithData<Point3, u32>>,
-    points: &[Point],
-    ordered: &mut Vec<Point>,
-    buckets: &mut Vec<Bucket>,
-) {
-    let leaf = |c: &RTreeNode<GeomWithData<Point3, u32>>| match c {
-        RTreeNode::Leaf(e) => Some(points[e.data as usize]),
-        RTreeNode::Parent(_) => None,
-    };
-    if node.children().iter().all(|c| leaf(c).is_some()) {
-        let start = ordered.len();
-        ordered.extend(node.children().iter().filter_map(leaf));
-        close_bucket(start, ordered, buckets);
+/// Cuts `points` (which start at `offset` in the layer) at the median of their widest axis
+/// until each part fits in a bucket, in place: like a k-d tree's build, with no tree left over
+/// (a temporary R-tree of single points for the grouping would cost the allocator ~75 bytes
+/// per incident that it does not give back).
+fn split(points: &mut [Point], offset: usize, buckets: &mut Vec<Bucket>) {
+    if points.len() <= BUCKET {
+        close_bucket(points, offset, buckets);
         return;
     }
-    for c in node.children() {
-        match c {
-            RTreeNode::Parent(p) => collect_buckets(p, points, ordered, buckets),
-            RTreeNode::Leaf(e) => {
-                let start = ordered.len();
-                ordered.push(points[e.data as usize]);
-                close_bucket(start, ordered, buckets);
-            }
-        }
-    }
+    let (lo, hi) = bounds(points);
+    let axis = (0..3)
+        .max_by(|&a, &b| (hi[a] - lo[a]).total_cmp(&(hi[b] - lo[b])))
+        .unwrap_or(0);
+    let mid = points.len() / 2;
+    points.select_nth_unstable_by(mid, |a, b| a.v[axis].total_cmp(&b.v[axis]));
+    let (left, right) = points.split_at_mut(mid);
+    split(left, offset, buckets);
+    split(right, offset + mid, buckets);
 }
 
-/// Makes the points from `start` on a bucket.
-fn close_bucket(start: usize, ordered: &[Point], buckets: &mut Vec<Bucket>) {
-    let Some(first) = ordered.get(start) else {
-        return;
-    };
-    let (mut lo, mut hi) = (first.v, first.v);
-    for p in &ordered[start..] {
+fn bounds(points: &[Point]) -> (Point3, Point3) {
+    let mut lo = [f64::INFINITY; 3];
+    let mut hi = [f64::NEG_INFINITY; 3];
+    for p in points {
         for k in 0..3 {
             lo[k] = lo[k].min(p.v[k]);
             hi[k] = hi[k].max(p.v[k]);
         }
     }
+    (lo, hi)
+}
+
+/// Makes `points`, which start at `offset` in the layer, a bucket.
+fn close_bucket(points: &[Point], offset: usize, buckets: &mut Vec<Bucket>) {
+    if points.is_empty() {
+        return;
+    }
+    let (lo, hi) = bounds(points);
     // At most 2³² points: the base's indices are u32 too.
-    let range = (start as u32, ordered.len() as u32);
+    let range = (offset as u32, (offset + points.len()) as u32);
     buckets.push(Bucket::new(Rectangle::from_corners(lo, hi), range));
 }

@@ -166,13 +166,13 @@ struct Base {
 
 impl Base {
     fn build(mut records: Vec<Record>, gone: HashMap<Uuid, i64>) -> Self {
-        let mut all = Layer::build(&points(&records, |_| true));
+        let mut all = Layer::build(points(&records, |_| true));
         let order: Vec<u32> = all.points.iter().map(|p| p.index).collect();
         permute(&mut records, &order);
         for (index, p) in (0u32..).zip(&mut all.points) {
             p.index = index;
         }
-        let open = Layer::build(&points(&records, |r| r.status().is_open()));
+        let open = Layer::build(points(&records, |r| r.status().is_open()));
         let mut by_id: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
         by_id.sort_unstable_by_key(|&i| records[i as usize].id);
         Self {
