@@ -1118,6 +1118,47 @@ fn token_create(args: &Args, url: &str) -> BoxResult<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
+/// Every scenario `args` wants: reads first, on the data as loaded; then the export; then the
+/// scenarios that write.
+async fn run_scenarios(
+    args: &Args,
+    server: &Server,
+    ctx: &Ctx,
+    url: &str,
+) -> BoxResult<Vec<Value>> {
+    let list = scenarios(ctx);
+    let mut results = Vec::new();
+    for s in list
+        .iter()
+        .filter(|s| s.name != "intake" && args.wants(s.name))
+    {
+        results.push(run_scenario(args, server, ctx, s, args.connections).await);
+    }
+    if args.wants("export_geojson") {
+        results.push(export(server, ctx, url).await?);
+    }
+    if let Some(reads) = list.iter().find(|s| s.name == "nearby_all") {
+        if args.wants("nearby_under_writes") {
+            results.push(reads_under_writes(args, server, ctx, reads).await);
+        }
+    }
+    for s in list
+        .iter()
+        .filter(|s| s.name == "intake" && args.wants(s.name))
+    {
+        // Throughput against latency: the same intake at other client concurrencies.
+        for &c in &args.intake_connections {
+            let mut r = run_scenario(args, server, ctx, s, c).await;
+            r["connections"] = json!(c);
+            if c != args.connections {
+                r["name"] = json!(format!("intake_c{c}"));
+            }
+            results.push(r);
+        }
+    }
+    Ok(results)
+}
+
 async fn run_scale(
     args: &Args,
     admin: &PgPool,
@@ -1186,37 +1227,7 @@ async fn run_scale(
         scale: n,
         admin_token,
     };
-    let list = scenarios(&ctx);
-    let mut results = Vec::new();
-    // Reads first, on the data as loaded; then the export; then the scenarios that write.
-    for s in list
-        .iter()
-        .filter(|s| s.name != "intake" && args.wants(s.name))
-    {
-        results.push(run_scenario(args, &server, &ctx, s, args.connections).await);
-    }
-    if args.wants("export_geojson") {
-        results.push(export(&server, &ctx, &url).await?);
-    }
-    if let Some(reads) = list.iter().find(|s| s.name == "nearby_all") {
-        if args.wants("nearby_under_writes") {
-            results.push(reads_under_writes(args, &server, &ctx, reads).await);
-        }
-    }
-    for s in list
-        .iter()
-        .filter(|s| s.name == "intake" && args.wants(s.name))
-    {
-        // Throughput against latency: the same intake at other client concurrencies.
-        for &c in &args.intake_connections {
-            let mut r = run_scenario(args, &server, &ctx, s, c).await;
-            r["connections"] = json!(c);
-            if c != args.connections {
-                r["name"] = json!(format!("intake_c{c}"));
-            }
-            results.push(r);
-        }
-    }
+    let results = run_scenarios(args, &server, &ctx, &url).await?;
     let peak_kb = results
         .iter()
         .filter_map(|r| r["server_peak_rss_kb"].as_u64())
