@@ -234,6 +234,32 @@ fn permute(records: &mut [Record], order: &[u32]) {
     }
 }
 
+/// The visible incidents passing a filter at one moment (see
+/// [`SpatialIndex::snapshot_matching`]), visited without holding any lock.
+pub struct Snapshot {
+    base: Arc<Base>,
+    changes: HashMap<Uuid, Change>,
+    compiled: Compiled,
+}
+
+impl Snapshot {
+    /// Visits every incident of the snapshot.
+    pub fn for_each(&self, mut f: impl FnMut(&Compact)) {
+        for r in &self.base.records {
+            if self.compiled.matches(r) && !self.changes.contains_key(&r.id) {
+                f(&Compact::of(r));
+            }
+        }
+        for c in self.changes.values() {
+            if let Change::Live(r) = c {
+                if self.compiled.matches(r) {
+                    f(&Compact::of(r));
+                }
+            }
+        }
+    }
+}
+
 /// A node waiting in a nearest-first walk, by the squared chord from the centre to its box.
 struct Queued<'a> {
     d2: f64,
@@ -1029,40 +1055,26 @@ impl SpatialIndex {
         });
     }
 
-    /// Visits every visible incident passing `filter` and subscribes to the change feed in
-    /// one step: every later write is in the receiver and none already visited is. What a
-    /// standing aggregate over the index needs to start from.
+    /// Subscribes to the change feed and takes a snapshot of every visible incident passing
+    /// `filter` in one step: every later write is in the receiver and none in the snapshot.
+    /// What a standing aggregate over the index needs to start from.
     ///
-    /// Writers wait only while the delta is copied: the base is immutable, so it is visited
-    /// after the lock is released (at 5M incidents, visiting under the lock held every writer,
-    /// and every reader queued behind one, for a few hundred milliseconds).
+    /// Writers wait only while the delta is copied: the base is immutable, so the snapshot
+    /// visits it after the lock is released (at 5M incidents, visiting under the lock held
+    /// every writer, and every reader queued behind one, for a few hundred milliseconds).
     pub fn snapshot_matching(
         &self,
         filter: &Filter,
-        mut f: impl FnMut(&Compact),
-    ) -> tokio::sync::broadcast::Receiver<changes::Change> {
+    ) -> (tokio::sync::broadcast::Receiver<changes::Change>, Snapshot) {
         let compiled = Compiled::new(filter, &self.names);
-        let (rx, base, changes) = {
-            let delta = self.read_delta();
-            (
-                self.changes.subscribe(),
-                self.base.load_full(),
-                delta.changes.clone(),
-            )
+        let delta = self.read_delta();
+        let rx = self.changes.subscribe();
+        let snapshot = Snapshot {
+            base: self.base.load_full(),
+            changes: delta.changes.clone(),
+            compiled,
         };
-        for r in &base.records {
-            if compiled.matches(r) && !changes.contains_key(&r.id) {
-                f(&Compact::of(r));
-            }
-        }
-        for c in changes.values() {
-            if let Change::Live(r) = c {
-                if compiled.matches(r) {
-                    f(&Compact::of(r));
-                }
-            }
-        }
-        rx
+        (rx, snapshot)
     }
 
     /// One visible incident as a [`Compact`].

@@ -170,10 +170,7 @@ impl Pyramid {
         let Some(filter) = TileFilter::default().index_filter() else {
             return;
         };
-        // Copy the records out first: writers wait while the snapshot is taken, so they wait
-        // for a copy (tens of milliseconds per million), not for the aggregation (a second).
-        let mut shown: Vec<Compact> = Vec::with_capacity(self.index.len());
-        let mut rx = self.index.snapshot_matching(&filter, |i| shown.push(*i));
+        let (mut rx, snapshot) = self.index.snapshot_matching(&filter);
         let mut levels = Levels::new();
         // The aggregation takes seconds at millions of incidents. The changes made meanwhile
         // are taken off the feed as it goes, so a burst of writes cannot overrun the feed and
@@ -181,13 +178,15 @@ impl Pyramid {
         // hundreds of milliseconds).
         let mut pending = Vec::new();
         let mut kept_up = true;
-        for chunk in shown.chunks(1 << 16) {
-            for i in chunk {
-                levels.add(i);
+        let mut added = 0u32;
+        snapshot.for_each(|i| {
+            levels.add(i);
+            added = added.wrapping_add(1);
+            if added % (1 << 16) == 0 {
+                kept_up &= drain(&mut rx, &mut pending);
             }
-            kept_up &= drain(&mut rx, &mut pending);
-        }
-        drop(shown);
+        });
+        drop(snapshot);
         kept_up &= drain(&mut rx, &mut pending);
         let mut state = self.lock();
         state.building = false;
