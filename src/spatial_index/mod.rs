@@ -1,5 +1,5 @@
 //! The live in-memory index of incidents: unit vectors in buckets under an R-tree (rstar) of
-//! the buckets' boxes ([`layer`]), walked best-first for radius, k-nearest and box queries, and
+//! the buckets' boxes (`layer.rs`), walked best-first for radius, k-nearest and box queries, and
 //! each incident's H3 cell with roll-ups for hotspots. A cache
 //! of `PostGIS`: bulk-loaded at start-up, updated after every commit, and kept coherent with
 //! other processes by [`sync`] (LISTEN/NOTIFY plus reconciliation by change sequence).
