@@ -1127,6 +1127,13 @@ async fn run_scenarios(
     url: &str,
 ) -> BoxResult<Vec<Value>> {
     let list = scenarios(ctx);
+    // A misspelt name would otherwise run nothing, silently.
+    let extra = ["export_geojson", "nearby_under_writes"];
+    for name in args.only.iter().flatten() {
+        if !list.iter().any(|s| s.name == name) && !extra.contains(&name.as_str()) {
+            return Err(format!("--only: no scenario named {name:?}").into());
+        }
+    }
     let mut results = Vec::new();
     for s in list
         .iter()

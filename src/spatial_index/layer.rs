@@ -78,18 +78,21 @@ impl Layer {
 
     /// Heap bytes: the points and the tree's nodes.
     pub fn heap_bytes(&self) -> usize {
-        fn nodes(n: &ParentNode<Bucket>) -> usize {
-            std::mem::size_of_val(n.children())
-                + n.children()
-                    .iter()
-                    .map(|c| match c {
-                        RTreeNode::Parent(p) => nodes(p),
-                        RTreeNode::Leaf(_) => 0,
-                    })
-                    .sum::<usize>()
-        }
-        self.points.capacity() * std::mem::size_of::<Point>() + nodes(self.tree.root())
+        self.points.capacity() * std::mem::size_of::<Point>() + node_bytes(self.tree.root())
     }
+}
+
+/// Heap bytes of an rstar tree's nodes under `n` (their child vectors, by length: rstar does
+/// not show their capacity).
+pub(super) fn node_bytes<T: rstar::RTreeObject>(n: &ParentNode<T>) -> usize {
+    std::mem::size_of_val(n.children())
+        + n.children()
+            .iter()
+            .map(|c| match c {
+                RTreeNode::Parent(p) => node_bytes(p),
+                RTreeNode::Leaf(_) => 0,
+            })
+            .sum::<usize>()
 }
 
 fn inside(env: &AABB<Point3>, v: &Point3) -> bool {

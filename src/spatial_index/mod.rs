@@ -168,8 +168,7 @@ struct Base {
 impl Base {
     fn build(mut records: Vec<Record>, gone: HashMap<Uuid, i64>) -> Self {
         let mut all = Layer::build(points(&records, |_| true));
-        let order: Vec<u32> = all.points.iter().map(|p| p.index).collect();
-        permute(&mut records, &order);
+        permute(&mut records, |k| all.points[k].index as usize);
         for (index, p) in (0u32..).zip(&mut all.points) {
             p.index = index;
         }
@@ -212,9 +211,9 @@ fn points(records: &[Record], keep: impl Fn(&Record) -> bool) -> Vec<layer::Poin
         .collect()
 }
 
-/// Puts `records[order[k]]` at `k`, in place (a second copy of a million records would double
+/// Puts `records[order(k)]` at `k`, in place (a second copy of a million records would double
 /// the index's peak memory while it is built): each cycle of the permutation is followed once.
-fn permute(records: &mut [Record], order: &[u32]) {
+fn permute(records: &mut [Record], order: impl Fn(usize) -> usize) {
     let mut done = vec![false; records.len()];
     for start in 0..records.len() {
         if done[start] {
@@ -224,7 +223,7 @@ fn permute(records: &mut [Record], order: &[u32]) {
         let mut at = start;
         loop {
             done[at] = true;
-            let from = order[at] as usize;
+            let from = order(at);
             if from == start {
                 records[at] = first;
                 break;
@@ -246,17 +245,26 @@ pub struct Snapshot {
 impl Snapshot {
     /// Visits every incident of the snapshot.
     pub fn for_each(&self, mut f: impl FnMut(&Compact)) {
-        for r in &self.base.records {
-            if self.compiled.matches(r) && !self.changes.contains_key(&r.id) {
+        visit(&self.base, &self.changes, |r| {
+            if self.compiled.matches(r) {
                 f(&Compact::of(r));
             }
+        });
+    }
+}
+
+/// Visits every visible record: the base's, except those `changes` mask, then the live ones
+/// of `changes`.
+fn visit(base: &Base, changes: &HashMap<Uuid, Change>, mut f: impl FnMut(&Record)) {
+    let masked = !changes.is_empty();
+    for r in &base.records {
+        if !(masked && changes.contains_key(&r.id)) {
+            f(r);
         }
-        for c in self.changes.values() {
-            if let Change::Live(r) = c {
-                if self.compiled.matches(r) {
-                    f(&Compact::of(r));
-                }
-            }
+    }
+    for c in changes.values() {
+        if let Change::Live(r) = c {
+            f(r);
         }
     }
 }
@@ -661,16 +669,6 @@ impl SpatialIndex {
     /// Heap bytes held by the index: records, tree nodes, tombstones and the delta. Counted
     /// from the structures (vector capacities), so allocator overhead is not included.
     pub fn heap_bytes(&self) -> usize {
-        fn nodes<T: rstar::RTreeObject>(n: &rstar::ParentNode<T>) -> usize {
-            std::mem::size_of_val(n.children())
-                + n.children()
-                    .iter()
-                    .map(|c| match c {
-                        rstar::RTreeNode::Parent(p) => nodes(p),
-                        rstar::RTreeNode::Leaf(_) => 0,
-                    })
-                    .sum::<usize>()
-        }
         let base = self.base.load();
         let delta = self.read_delta();
         let map_entry = std::mem::size_of::<(Uuid, Change)>() + 1;
@@ -680,7 +678,7 @@ impl SpatialIndex {
             + base.open.heap_bytes()
             + base.gone.capacity() * (std::mem::size_of::<(Uuid, i64)>() + 1)
             + delta.changes.capacity() * map_entry
-            + nodes(delta.tree.root())
+            + layer::node_bytes(delta.tree.root())
     }
 
     /// Whether the delta is big enough to be worth folding.
@@ -787,21 +785,17 @@ impl SpatialIndex {
         keep: impl FnMut(&Record) -> bool,
     ) -> Vec<Hit> {
         let names = self.names.table();
-        let mut hits = Vec::with_capacity(limit.min(MAX_PRESIZE));
-        self.scan(
+        self.collect(
             center,
             Some(radius_m),
             limit,
             compiled,
             keep,
-            |r, distance_m| {
-                hits.push(Hit {
-                    incident: r.incident(&names),
-                    distance_m,
-                });
+            |r, distance_m| Hit {
+                incident: r.incident(&names),
+                distance_m,
             },
-        );
-        hits
+        )
     }
 
     /// Like [`Self::nearby_matching`], returning compact records (names as indices into
@@ -830,20 +824,33 @@ impl SpatialIndex {
         filter: &Filter,
     ) -> Vec<CompactHit> {
         let compiled = Compiled::new(filter, &self.names);
-        let mut hits = Vec::with_capacity(limit.min(MAX_PRESIZE));
-        self.scan(
+        self.collect(
             center,
             radius_m,
             limit,
             &compiled,
             |_| true,
-            |r, distance_m| {
-                hits.push(CompactHit {
-                    incident: Compact::of(r),
-                    distance_m,
-                });
+            |r, distance_m| CompactHit {
+                incident: Compact::of(r),
+                distance_m,
             },
-        );
+        )
+    }
+
+    /// [`Self::scan`]'s answer, each hit made by `make`.
+    fn collect<T>(
+        &self,
+        center: Position,
+        radius_m: Option<f64>,
+        limit: usize,
+        compiled: &Compiled,
+        keep: impl FnMut(&Record) -> bool,
+        make: impl Fn(&Record, f64) -> T,
+    ) -> Vec<T> {
+        let mut hits = Vec::with_capacity(limit.min(MAX_PRESIZE));
+        self.scan(center, radius_m, limit, compiled, keep, |r, d| {
+            hits.push(make(r, d));
+        });
         hits
     }
 
@@ -999,20 +1006,9 @@ impl SpatialIndex {
     }
 
     /// Visits every visible record.
-    fn for_each(&self, mut f: impl FnMut(&Record)) {
+    fn for_each(&self, f: impl FnMut(&Record)) {
         let delta = self.read_delta();
-        let base = self.base.load();
-        let masked = !delta.changes.is_empty();
-        for r in &base.records {
-            if !(masked && delta.changes.contains_key(&r.id)) {
-                f(r);
-            }
-        }
-        for c in delta.changes.values() {
-            if let Change::Live(r) = c {
-                f(r);
-            }
-        }
+        visit(&self.base.load(), &delta.changes, f);
     }
 
     /// Incidents inside a box that pass `keep`, in no particular order.
@@ -1511,6 +1507,36 @@ mod tests {
         for i in &all {
             assert_eq!(idx.get(i.id).as_ref(), Some(i));
         }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_its_moment_and_its_receiver_gets_every_later_write() {
+        let mut s = 3;
+        let all: Vec<Incident> = (0..200)
+            .map(|i| incident(-118.3 + lcg(&mut s) * 0.1, 34.0 + lcg(&mut s) * 0.1, i))
+            .collect();
+        let idx = SpatialIndex::from_incidents(all[..150].to_vec());
+        for i in &all[150..180] {
+            idx.upsert(i.clone());
+        }
+        let (mut rx, snapshot) = idx.snapshot_matching(&Filter::default());
+        // After the snapshot: new incidents, a removal, and a fold that swaps the base.
+        for i in &all[180..] {
+            idx.upsert(i.clone());
+        }
+        idx.remove_at(all[0].id, all[0].change_seq + 1);
+        idx.fold();
+        let mut seen = Vec::new();
+        snapshot.for_each(|c| seen.push(c.id));
+        seen.sort_unstable();
+        let mut want: Vec<Uuid> = all[..180].iter().map(|i| i.id).collect();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+        let mut later = 0;
+        while let Ok(changes::Change::Incident { .. }) = rx.try_recv() {
+            later += 1;
+        }
+        assert_eq!(later, 21);
     }
 
     #[test]
