@@ -2,19 +2,19 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
+use crate::domain::Status;
 use crate::geo::{BBox, Position};
-use crate::reports::model::Status;
 
 /// Pushes `ST_MakeEnvelope(minLon, minLat, maxLon, maxLat, 4326)` with bound values.
 pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: &BBox) {
     q.push("ST_MakeEnvelope(")
-        .push_bind(b.min_lon)
+        .push_bind(b.min_lon())
         .push(", ")
-        .push_bind(b.min_lat)
+        .push_bind(b.min_lat())
         .push(", ")
-        .push_bind(b.max_lon)
+        .push_bind(b.max_lon())
         .push(", ")
-        .push_bind(b.max_lat)
+        .push_bind(b.max_lat())
         .push(", 4326)");
 }
 

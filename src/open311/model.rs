@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::FieldError;
-use crate::geo::{BBox, Position};
-use crate::reports::catalogue::Service;
-use crate::reports::model::{
-    ContactBody, Description, HistoryEvent, Reference, Report, ServiceCode, Status, optional_text,
-    parse_media_url, parse_position,
+use crate::catalogue::Service;
+use crate::domain::{
+    Channel, ContactBody, Description, RadiusMeters, Reference, Report, ServiceCode, Source,
+    Status, optional_text,
 };
-use crate::spatial_index::http::{MAX_RADIUS_M, Source};
+use crate::error::FieldError;
+use crate::geo::{BBox, Position, position_from_fields};
+use crate::intake::NewReport;
+use crate::intake::body::parse_media_url;
+use crate::reports::model::HistoryEvent;
 
 /// The response format, chosen by the path's extension as the spec says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +157,7 @@ impl RequestsQuery {
         let statuses = match Status::parse_filter(&params.list("status").join(",")) {
             Ok(s) => s,
             Err(m) => {
-                errors.push(FieldError::new("status", m));
+                errors.push(FieldError::new("status", m.to_string()));
                 Vec::new()
             }
         };
@@ -211,17 +213,10 @@ impl RequestsQuery {
 /// `source`: the live index by default; `postgis` for the baseline (staff only, checked by
 /// the handler).
 fn source(params: &QueryParams, errors: &mut Vec<FieldError>) -> Source {
-    match params.one("source") {
-        None | Some("index") => Source::Index,
-        Some("postgis") => Source::Postgis,
-        Some(other) => {
-            errors.push(FieldError::new(
-                "source",
-                format!("{other:?} is neither index nor postgis"),
-            ));
-            Source::Index
-        }
-    }
+    Source::parse(params.one("source")).unwrap_or_else(|e| {
+        errors.push(FieldError::new("source", e.to_string()));
+        Source::Index
+    })
 }
 
 /// The `requested_datetime` window: at most 90 days, the most recent 90 by default. A query
@@ -261,7 +256,7 @@ fn area(params: &QueryParams, errors: &mut Vec<FieldError>) -> Option<Area> {
     let radius = params.float("radius", errors);
     let bbox = params.one("bbox").and_then(|s| {
         BBox::parse(s)
-            .map_err(|m| errors.push(FieldError::new("bbox", m)))
+            .map_err(|e| errors.push(FieldError::new("bbox", e.to_string())))
             .ok()
     });
     let has_point = params.one("lat").is_some() || params.one("long").is_some();
@@ -281,16 +276,17 @@ fn area(params: &QueryParams, errors: &mut Vec<FieldError>) -> Option<Area> {
     if unreadable_point {
         return None;
     }
-    let center = parse_position(lon, lat, "long", "lat", errors)?;
-    let radius_m = radius.unwrap_or(DEFAULT_RADIUS_M);
-    if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= MAX_RADIUS_M) {
-        errors.push(FieldError::new(
-            "radius",
-            format!("must be a number of metres in (0, {MAX_RADIUS_M}]"),
-        ));
-        return None;
+    let center = position_from_fields(lon, lat, "long", "lat", errors)?;
+    match RadiusMeters::new(radius.unwrap_or(DEFAULT_RADIUS_M)) {
+        Ok(r) => Some(Area::Circle {
+            center,
+            radius_m: r.get(),
+        }),
+        Err(e) => {
+            errors.push(FieldError::new("radius", e.to_string()));
+            None
+        }
     }
-    Some(Area::Circle { center, radius_m })
 }
 
 /// A W3C datetime with an offset (`2010-01-01T00:00:00Z`), or a date (midnight UTC).
@@ -507,7 +503,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 /// What a valid form becomes (besides the caller): the report and the echoed account id.
 pub struct ParsedRequest {
-    pub report: crate::reports::model::NewReport,
+    pub report: NewReport,
     pub account_id: Option<String>,
 }
 
@@ -529,10 +525,10 @@ pub fn parse_request(
         ));
         None
     } else {
-        parse_position(lon, lat, "long", "lat", &mut errors)
+        position_from_fields(lon, lat, "long", "lat", &mut errors)
     };
     let description = Description::parse(form.field("description").unwrap_or(""))
-        .map_err(|m| errors.push(FieldError::new("description", m)))
+        .map_err(|e| errors.push(FieldError::new("description", e.to_string())))
         .ok();
     let address = optional_text(
         form.take("address_string"),
@@ -564,18 +560,18 @@ pub fn parse_request(
     .parse("", &mut errors);
     let attributes = parse_attributes(&form.attributes, service, &mut errors);
     let service_code = ServiceCode::parse(&service.service_code)
-        .map_err(|m| errors.push(FieldError::new("service_code", m)))
+        .map_err(|e| errors.push(FieldError::new("service_code", e.to_string())))
         .ok();
     match (service_code, position, description) {
         (Some(service_code), Some(position), Some(description)) if errors.is_empty() => {
             Ok(ParsedRequest {
-                report: crate::reports::model::NewReport {
+                report: NewReport {
                     service_code,
                     position,
                     description,
                     address,
                     zipcode: None,
-                    channel: crate::reports::model::Channel::Open311,
+                    channel: Channel::Open311,
                     attributes,
                     media_url,
                     contact,
@@ -710,7 +706,7 @@ pub fn parse_attributes(
             _ => match Description::parse(v) {
                 Ok(d) => Value::String(d.as_str().to_owned()),
                 Err(m) => {
-                    bad(m);
+                    bad(m.to_string());
                     continue;
                 }
             },
@@ -1174,10 +1170,7 @@ mod tests {
         let c = parsed.report.contact.unwrap();
         assert_eq!(c.name.as_deref(), Some("Ann Lee"));
         assert!(c.notify);
-        assert_eq!(
-            parsed.report.channel,
-            crate::reports::model::Channel::Open311
-        );
+        assert_eq!(parsed.report.channel, Channel::Open311);
     }
 
     #[test]
@@ -1210,15 +1203,15 @@ mod tests {
     #[test]
     fn status_notes_say_why_a_request_closed() {
         let mut r = sample_report();
-        r.status = crate::reports::model::StatusColumn(Status::Duplicate);
+        r.status = Status::Duplicate;
         r.duplicate_of_reference = Some("CP-AAAA-BBBB".into());
         assert_eq!(
             detailed_status_note(&r),
             "closed: duplicate of CP-AAAA-BBBB"
         );
-        r.status = crate::reports::model::StatusColumn(Status::NotActionable);
+        r.status = Status::NotActionable;
         assert_eq!(detailed_status_note(&r), "closed: not actionable");
-        r.status = crate::reports::model::StatusColumn(Status::InProgress);
+        r.status = Status::InProgress;
         assert_eq!(detailed_status_note(&r), "open: in progress");
         r.status_notes = Some("crew on site".into());
         let out = RequestOut::new(&r, None, None, false);
@@ -1232,7 +1225,7 @@ mod tests {
             reference: "CP-0000-0000".into(),
             external_id: None,
             service_code: "pothole".into(),
-            status: crate::reports::model::StatusColumn(Status::New),
+            status: Status::New,
             status_notes: None,
             description: String::new(),
             address: None,

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::model::{Area, RequestsQuery};
 use crate::app::AppState;
-use crate::reports::model::Report;
+use crate::domain::Report;
+use crate::domain::Source;
 use crate::reports::store::{self, ListFilter};
 use crate::spatial_index::Incident;
-use crate::spatial_index::http::Source;
 
 /// The requests a query asks for, newest first (ties by id, descending), one page of them.
 pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {

@@ -33,9 +33,9 @@ use compact::{Compiled, Names, Record};
 use layer::{Bucket, Layer};
 use sphere::{Point3, unit_vector};
 
+use crate::catalogue::Catalogue;
+use crate::domain::{Report, Status};
 use crate::geo::{BBox, Position};
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::{Report, Status};
 
 /// What the index knows of one incident: public fields only. The query result type; the index
 /// itself stores a compact record.
@@ -593,6 +593,28 @@ impl SpatialIndex {
     pub fn upsert(&self, incident: Incident) {
         let record = Record::from_incident(&incident, &self.names);
         self.apply(incident.id, Change::Live(record));
+    }
+
+    /// Applies a report just committed to `PostGIS` (by this process): visible reports are
+    /// upserted, hidden ones removed. The one call every writer makes after its commit.
+    pub fn apply_committed(&self, report: &Report, catalogue: &Catalogue) {
+        if report.hidden {
+            self.remove(report.id);
+        } else {
+            self.upsert(Incident::from_report(report, catalogue));
+        }
+    }
+
+    /// [`Self::apply_committed`] for each report one transaction wrote (a duplicate and its
+    /// parent, say).
+    pub fn apply_all_committed<'a>(
+        &self,
+        reports: impl IntoIterator<Item = &'a Report>,
+        catalogue: &Catalogue,
+    ) {
+        for report in reports {
+            self.apply_committed(report, catalogue);
+        }
     }
 
     /// Removes an incident (hidden by moderation, say).

@@ -427,15 +427,14 @@ async fn an_intake_waits_for_a_twin_still_in_flight_and_links_to_it(pool: PgPool
     // than decide on the data it can see, then link to it once it commits.
     let app = TestApp::spawn(pool).await;
     let service = app.state.catalogue.get("pothole").unwrap().clone();
-    let new: citypin::reports::model::NewReportBody =
-        serde_json::from_value(pothole_at(0.0, 0.0)).unwrap();
-    let new = new.parse(citypin::reports::model::Channel::Web).unwrap();
+    let new: citypin::intake::NewReportBody = serde_json::from_value(pothole_at(0.0, 0.0)).unwrap();
+    let new = new.parse(citypin::domain::Channel::Web).unwrap();
     let mut twin = app.pool.begin().await.unwrap();
-    let actor = citypin::reports::store::Actor {
+    let actor = citypin::domain::Actor {
         role: "citizen",
         token: None,
     };
-    let first = citypin::reports::store::insert(
+    let first = citypin::intake::store::insert(
         &mut twin,
         &new,
         &service.agency,
