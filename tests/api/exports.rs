@@ -633,21 +633,18 @@ async fn a_bbox_keeps_exactly_the_points_inside_it(pool: PgPool) {
     ] {
         let (status, page) = app.get_json(&path).await;
         assert_eq!(status, 200, "{path}: {page}");
-        let codes: Vec<&str> = page
-            .get("features")
-            .and_then(Value::as_array)
-            .map(|fs| {
-                fs.iter()
-                    .filter_map(|f| f["properties"]["service_code"].as_str())
-                    .collect()
-            })
-            .unwrap_or_else(|| {
-                page.as_array()
-                    .expect("a list")
-                    .iter()
-                    .filter_map(|r| r["service_code"].as_str())
-                    .collect()
-            });
+        let codes: Vec<&str> = match page.get("features").and_then(Value::as_array) {
+            Some(features) => features
+                .iter()
+                .filter_map(|f| f["properties"]["service_code"].as_str())
+                .collect(),
+            None => page
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|r| r["service_code"].as_str())
+                .collect(),
+        };
         assert_eq!(
             codes,
             ["pothole"],
