@@ -1,5 +1,5 @@
 //! Thin Open311 handlers: the format comes from the path's extension, errors leave as the
-//! spec's error list in that format, and the work is done by `model`, `search` and intake.
+//! spec's error list in that format, and the work is done by `query`, `form`, `search` and intake.
 
 use std::convert::Infallible;
 
@@ -9,9 +9,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::model::{
-    Discovery, Endpoint, ErrorOut, Format, PostedOut, RequestForm, RequestOut, RequestsQuery,
-    ServiceDefinition, ServiceOut, TokenOut, attribute_defs, parse_request, service_notice,
+use super::form::{RequestForm, attribute_defs, parse_request};
+use super::format::Format;
+use super::query::RequestsQuery;
+use super::response::{
+    Discovery, Endpoint, ErrorOut, PostedOut, RequestOut, ServiceDefinition, ServiceOut, TokenOut,
+    service_notice,
 };
 use super::{search, xml};
 use crate::app::AppState;
@@ -37,7 +40,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Resource {
         let last = parts.uri.path().rsplit('/').next().unwrap_or_default();
         Ok(match Format::split(last) {
             Some((stem, format)) => Resource {
-                name: super::model::percent_decode(stem).filter(|s| !s.trim().is_empty()),
+                name: super::form::percent_decode(stem).filter(|s| !s.trim().is_empty()),
                 format,
             },
             None => Resource {

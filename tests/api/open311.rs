@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use citypin::auth::{self, Role};
-use citypin::open311::model::{Area, RequestsQuery};
+use citypin::open311::query::{Area, RequestsQuery};
 use citypin::open311::search;
 use serde_json::{Value, json};
 use sqlx::PgPool;
