@@ -237,7 +237,8 @@ async fn filters_narrow_items_and_exports_as_postgis_counts(pool: PgPool) {
     let cases = [
         (
             "bbox=-118.3,34.0,-118.2,34.1",
-            "location && ST_MakeEnvelope(-118.3, 34.0, -118.2, 34.1, 4326)",
+            // Exactly the points in the box: `&&` alone compares single-precision boxes.
+            "ST_Intersects(location, ST_MakeEnvelope(-118.3, 34.0, -118.2, 34.1, 4326))",
         ),
         (
             "datetime=2018-12-28T00:00:00Z/2018-12-29T12:00:00%2B02:00",
