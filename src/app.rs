@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
-        .merge(crate::web_map::router())
+        .merge(crate::web_map::router(&state.settings.shared_data))
         .merge(crate::photos::router())
         .merge(crate::tiles::router())
         .merge(crate::exports::router())

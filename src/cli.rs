@@ -14,7 +14,7 @@ const USAGE: &str = "usage:
   citypin import FILE                              load GeoReport CSV, GeoJSON or GeoJSON-Seq (idempotent)
   citypin generate --count N [--seed S] [--from FILE] --out FILE.csv
                                                    synthetic incidents resampled from FILE (default
-                                                   data-samples/la311.csv), for benchmarks
+                                                   the LA 311 sample in CITYPIN_SHARED_DATA), for benchmarks
   citypin token create --role ROLE --name NAME     print a new API token
         roles: open311-client, agent, crew, analyst, admin
   citypin postgres start|stop|url                  manage the embedded PostGIS cluster in CITYPIN_DATA_DIR
@@ -34,7 +34,8 @@ enum Command {
     Generate {
         count: u64,
         seed: u64,
-        from: PathBuf,
+        /// `None`: the LA 311 sample in the shared data folder.
+        from: Option<PathBuf>,
         out: PathBuf,
     },
 }
@@ -100,13 +101,23 @@ fn parse_generate(rest: &[&str]) -> Result<Command, String> {
     Ok(Command::Generate {
         count: count.ok_or("--count is required")?,
         seed,
-        from: from.unwrap_or_else(|| PathBuf::from("data-samples/la311.csv")),
+        from,
         out: out.ok_or("--out is required")?,
     })
 }
 
 /// `citypin generate`: needs no database, so it runs before one is opened.
-fn generate(settings: &Settings, count: u64, seed: u64, from: &Path, out: &Path) -> ExitCode {
+fn generate(
+    settings: &Settings,
+    count: u64,
+    seed: u64,
+    from: Option<&Path>,
+    out: &Path,
+) -> ExitCode {
+    let sample = settings
+        .shared_data
+        .join(crate::config::shared_data::LA311_CSV);
+    let from = from.unwrap_or(&sample);
     let result = crate::reports::catalogue::Catalogue::load(settings.catalogue.as_deref())
         .and_then(|c| {
             import::generate::Generator::from_file(from, &c, seed).map_err(|e| e.to_string())
@@ -158,7 +169,7 @@ pub fn main() -> ExitCode {
             seed,
             from,
             out,
-        } => return generate(&settings, *count, *seed, from, out),
+        } => return generate(&settings, *count, *seed, from.as_deref(), out),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -104,7 +104,7 @@ impl TestApp {
         let summary = citypin::import::import_file(
             &self.pool,
             &self.state.catalogue,
-            &workspace().join("data-samples/la311.csv"),
+            &citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV),
             None,
         )
         .await
