@@ -294,7 +294,10 @@ fn postgres(settings: &Settings, action: &str) -> ExitCode {
     let result =
         EmbeddedPostgres::new(&settings.data_dir, settings.pg_bin.as_deref()).and_then(|mut pg| {
             match action {
-                "start" => pg.start().map(|()| pg.url()),
+                "start" => pg.start().map(|()| {
+                    pg.keep_running();
+                    pg.url()
+                }),
                 "stop" => pg.stop_always().map(|()| String::new()),
                 _ => Ok(pg.url()),
             }

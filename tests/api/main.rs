@@ -3,6 +3,7 @@
 
 mod admission;
 mod dedup;
+mod embedded_postgres;
 mod exports;
 mod helpers;
 mod open311;
