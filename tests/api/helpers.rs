@@ -153,7 +153,7 @@ impl TestApp {
 }
 
 /// With `TEST_LOG` set, the server's log goes to the test output (once per test binary).
-fn init_test_log() {
+pub fn init_test_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     if std::env::var_os("TEST_LOG").is_none_or(|v| v.is_empty() || v == "0") {
         return;

@@ -7,6 +7,7 @@ mod embedded_postgres;
 mod exports;
 mod helpers;
 mod open311;
+mod ops;
 mod outage;
 mod photos;
 mod photos_s3;
