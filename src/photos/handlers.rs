@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::model::{
     LocationSuggestion, MAX_FIELD_BYTES, MAX_PHOTO_BYTES, MAX_PHOTOS_PER_REQUEST, PhotoKind,
@@ -187,7 +188,7 @@ pub async fn create_report(
     // Stored and committed in a task of its own: a client that goes away now cannot leave
     // files without rows, because the clean-up after a failed commit still runs.
     let task_state = state.clone();
-    let committed = tokio::spawn(async move {
+    let committed = async move {
         let _permit = permit;
         let state = task_state;
         let stored = state
@@ -204,7 +205,8 @@ pub async fn create_report(
             state.photos.forget_photos(&state.pool, &stored).await;
         }
         outcome.map(|o| (o, stored))
-    });
+    };
+    let committed = tokio::spawn(committed.in_current_span());
     let (outcome, stored) = committed.await.map_err(AppError::internal)??;
     Ok(match outcome {
         Outcome::Created(report) => {
@@ -324,7 +326,7 @@ pub async fn add(
     }
     let processed = state.photos.process_all(upload.photos).await?;
     let task_state = state.clone();
-    let committed = tokio::spawn(async move {
+    let committed = async move {
         let _permit = permit;
         let state = task_state;
         let stored = state.photos.store_all(&state.pool, kind, processed).await?;
@@ -334,7 +336,8 @@ pub async fn add(
             return Err(e);
         }
         Ok(stored)
-    });
+    };
+    let committed = tokio::spawn(committed.in_current_span());
     let stored = committed.await.map_err(AppError::internal)??;
     let photos: Vec<PhotoView> = stored.iter().map(super::model::StoredPhoto::view).collect();
     Ok((
