@@ -28,6 +28,7 @@ test: deps web
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-migrations.sh
 
 # The benchmark suite (BENCHMARKS.md): release build, a private PostGIS, generated data at 100k,
 # 1M and 5M incidents, every HTTP scenario side by side with PostGIS; results in target/bench/.

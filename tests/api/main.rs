@@ -6,6 +6,7 @@ mod dedup;
 mod embedded_postgres;
 mod exports;
 mod helpers;
+mod migrations;
 mod open311;
 mod ops;
 mod outage;
