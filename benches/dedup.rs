@@ -1,7 +1,7 @@
 //! Dedup benchmarks, side by side in one run:
 //! 1. the in-process decision at 1,000,000 incidents: the live index against a linear scan
 //!    (criterion), plus the p50/p99 of single decisions;
-//! 2. intake throughput with dedup on against dedup off, through `reports::intake::submit`
+//! 2. intake throughput with dedup on against dedup off, through `intake::submit`
 //!    on a real `PostGIS` (needs `DATABASE_URL`: run under `scripts/with-test-db.sh`).
 //!
 //! `scripts/with-test-db.sh cargo bench --bench dedup`
@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use citypin::app::AppState;
 use citypin::auth::Caller;
+use citypin::catalogue::{Catalogue, Service};
 use citypin::config::Settings;
 use citypin::dedup::decide::decide_from_index;
 use citypin::dedup::model::{Candidate, DedupParams, Relation};
 use citypin::dedup::scoring;
+use citypin::domain::{Channel, Description, ServiceCode, Status};
 use citypin::geo::Position;
-use citypin::reports::catalogue::{Catalogue, Service};
-use citypin::reports::intake;
-use citypin::reports::model::{Channel, Description, NewReport, ServiceCode, Status};
+use citypin::idempotency::{Fingerprint, IdempotencyKey};
+use citypin::intake::{self, NewReport};
 use citypin::spatial_index::{Incident, SpatialIndex};
 use criterion::{Criterion, black_box};
 use uuid::Uuid;
@@ -201,7 +202,7 @@ fn intake_throughput() {
             .expect("start");
         // The same catalogue with every radius at 0: dedup off.
         let mut off_json: serde_json::Value =
-            serde_json::from_str(citypin::reports::catalogue::DEFAULT_CATALOGUE).expect("json");
+            serde_json::from_str(citypin::catalogue::DEFAULT_CATALOGUE).expect("json");
         for s in off_json["services"].as_array_mut().expect("services") {
             s["dedup"]["radius_m"] = serde_json::json!(0);
         }
@@ -255,12 +256,14 @@ fn intake_throughput() {
                                 media_url: None,
                                 contact: None,
                             };
-                            let key = uuid::Uuid::new_v4().to_string();
-                            let idempotency = keyed.then(|| intake::Idempotency {
+                            let key = IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string())
+                                .expect("key");
+                            let fingerprint = Fingerprint::of(&key.as_str()).expect("fingerprint");
+                            let idempotency = keyed.then_some(intake::Idempotent {
                                 key: &key,
-                                body: key.as_bytes(),
+                                fingerprint,
                             });
-                            intake::submit(&state, new, &Caller::citizen(), idempotency)
+                            intake::submit(&state, new, &Caller::citizen(), idempotency, &[])
                                 .await
                                 .map_err(|e| e.to_string())
                                 .expect("submit");

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use citypin::catalogue::Catalogue;
+use citypin::geo::h3_cell_i64;
 use citypin::import::generate::{Generator, Incident};
-use citypin::reports::catalogue::Catalogue;
-use citypin::reports::model::h3_cell_i64;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;

@@ -18,9 +18,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use citypin::catalogue::Catalogue;
+use citypin::domain::Status;
 use citypin::geo::{EARTH_RADIUS_M, Position, REPORT_H3_RESOLUTION};
-use citypin::reports::catalogue::Catalogue;
-use citypin::reports::model::Status;
 use citypin::spatial_index::{Filter, Incident, SpatialIndex};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rstar::RTree;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use citypin::domain::Status;
 use citypin::geo::{Position, REPORT_H3_RESOLUTION, TileId};
-use citypin::reports::model::Status;
 use citypin::spatial_index::{Incident, SpatialIndex};
 use citypin::tiles::build::{build_tile, build_tile_with};
 use citypin::tiles::cache::CachedTile;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use citypin::catalogue::{Catalogue, Service};
 use citypin::dedup::decide::score_from_index;
 use citypin::dedup::model::DedupParams;
+use citypin::domain::Status;
 use citypin::geo::Position;
-use citypin::reports::catalogue::{Catalogue, Service};
-use citypin::reports::model::Status;
 use citypin::spatial_index::{Incident, SpatialIndex};
 use uuid::Uuid;
 

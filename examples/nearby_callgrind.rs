@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use citypin::app::AppState;
+use citypin::catalogue::Catalogue;
 use citypin::config::Settings;
+use citypin::domain::Status;
 use citypin::geo::{Position, REPORT_H3_RESOLUTION};
-use citypin::reports::catalogue::Catalogue;
-use citypin::reports::model::Status;
 use citypin::spatial_index::{Incident, SpatialIndex};
 use tower::ServiceExt;
 

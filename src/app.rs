@@ -8,10 +8,10 @@ use axum::extract::DefaultBodyLimit;
 use sqlx::PgPool;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::catalogue::Catalogue;
 use crate::config::Settings;
 use crate::ops::metrics::Metrics;
 use crate::photos::Photos;
-use crate::reports::catalogue::Catalogue;
 use crate::spatial_index::SpatialIndex;
 use crate::tiles::cache::TileCache;
 
@@ -26,15 +26,28 @@ pub struct AppState {
     pub photos: Arc<Photos>,
     pub tile_cache: Arc<TileCache>,
     pub tile_pyramid: Arc<crate::tiles::pyramid::Pyramid>,
-    /// Intakes admitted at once (see [`crate::reports::intake::ADMITTED_PER_CONNECTION`]); one
+    /// Intakes admitted at once (see [`crate::intake::ADMITTED_PER_CONNECTION`]); one
     /// more is refused at once with 503 and `Retry-After` instead of queueing for the pool.
     pub intake_admission: Arc<tokio::sync::Semaphore>,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
+    #[error("could not store the service catalogue: {0}")]
+    StoreCatalogue(sqlx::Error),
+    #[error(transparent)]
+    PhotoStore(#[from] crate::photos::s3::S3SetupError),
+    #[error("could not load the spatial index: {0}")]
+    SpatialIndex(sqlx::Error),
 }
 
 impl AppState {
     /// Loads the catalogue, the live index and starts keeping the index coherent with other
     /// processes (see [`crate::spatial_index::sync`]).
-    pub async fn start(pool: PgPool, settings: Settings) -> Result<Self, String> {
+    pub async fn start(pool: PgPool, settings: Settings) -> Result<Self, StartError> {
         let state = Self::open(pool, settings).await?;
         state.load_spatial_index().await?;
         state.spawn_background();
@@ -43,12 +56,12 @@ impl AppState {
 
     /// Stores the catalogue; the live index is empty and not loaded (`/health/ready` says so)
     /// until [`Self::load_spatial_index`].
-    pub async fn open(pool: PgPool, settings: Settings) -> Result<Self, String> {
+    pub async fn open(pool: PgPool, settings: Settings) -> Result<Self, StartError> {
         let catalogue = Catalogue::load(settings.catalogue.as_deref())?;
         catalogue
             .upsert(&pool)
             .await
-            .map_err(|e| format!("could not store the service catalogue: {e}"))?;
+            .map_err(StartError::StoreCatalogue)?;
         let photos = Arc::new(Photos::new(&settings)?);
         let spatial_index = Arc::new(SpatialIndex::new());
         let tile_cache = Arc::new(TileCache::new(
@@ -57,7 +70,7 @@ impl AppState {
         ));
         let tile_pyramid = Arc::new(crate::tiles::pyramid::Pyramid::new(spatial_index.clone()));
         let intake_admission = Arc::new(tokio::sync::Semaphore::new(
-            settings.db_max_connections as usize * crate::reports::intake::ADMITTED_PER_CONNECTION,
+            settings.db_max_connections as usize * crate::intake::ADMITTED_PER_CONNECTION,
         ));
         Ok(Self {
             intake_admission,
@@ -73,13 +86,13 @@ impl AppState {
     }
 
     /// Bulk-loads the live index from `PostGIS`.
-    pub async fn load_spatial_index(&self) -> Result<usize, String> {
+    pub async fn load_spatial_index(&self) -> Result<usize, StartError> {
         let started = std::time::Instant::now();
         let n = self
             .spatial_index
             .load(&self.pool, &self.catalogue)
             .await
-            .map_err(|e| format!("could not load the spatial index: {e}"))?;
+            .map_err(StartError::SpatialIndex)?;
         self.tile_pyramid.warm();
         tracing::info!(
             incidents = n,
@@ -106,6 +119,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(crate::ops::router())
+        .merge(crate::intake::router())
         .merge(crate::reports::router())
         .merge(crate::dedup::router())
         .merge(crate::open311::router())

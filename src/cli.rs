@@ -23,6 +23,57 @@ settings (environment):
   DATABASE_URL                 an existing PostgreSQL+PostGIS server (default: the embedded cluster)
 ";
 
+/// A command line that cannot be understood; names the part at fault.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum UsageError {
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    #[error("unknown option {0:?}")]
+    UnknownOption(String),
+    #[error("{0} needs a value")]
+    MissingValue(String),
+    #[error("{0} is required")]
+    Required(&'static str),
+    #[error("unknown role {0:?}")]
+    UnknownRole(String),
+    #[error("{flag} must be a whole number, not {value:?}")]
+    NotANumber { flag: String, value: String },
+}
+
+/// Why a command failed once understood.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error(transparent)]
+    Catalogue(#[from] crate::catalogue::CatalogueError),
+    #[error(transparent)]
+    Import(#[from] import::ImportError),
+    #[error(transparent)]
+    Areas(#[from] crate::ogc::areas::AreasError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: Box<dyn std::error::Error>,
+    },
+    #[error("the service stopped: {0}")]
+    Serve(std::io::Error),
+}
+
 enum Command {
     Serve,
     Import(PathBuf),
@@ -40,7 +91,7 @@ enum Command {
     },
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
+fn parse(args: &[String]) -> Result<Command, UsageError> {
     match args
         .iter()
         .map(String::as_str)
@@ -54,55 +105,63 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let mut name = None;
             let mut it = rest.iter();
             while let Some(flag) = it.next() {
-                let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                let value = it
+                    .next()
+                    .ok_or_else(|| UsageError::MissingValue((*flag).to_owned()))?;
                 match *flag {
                     "--role" => {
                         role = Some(
-                            Role::parse(value).ok_or_else(|| format!("unknown role {value:?}"))?,
+                            Role::parse(value)
+                                .ok_or_else(|| UsageError::UnknownRole((*value).to_owned()))?,
                         );
                     }
                     "--name" => name = Some((*value).to_owned()),
-                    other => return Err(format!("unknown option {other:?}")),
+                    other => return Err(UsageError::UnknownOption(other.to_owned())),
                 }
             }
             Ok(Command::TokenCreate {
-                role: role.ok_or("--role is required")?,
+                role: role.ok_or(UsageError::Required("--role"))?,
                 name: name
                     .filter(|n| !n.trim().is_empty())
-                    .ok_or("--name is required")?,
+                    .ok_or(UsageError::Required("--name"))?,
             })
         }
         ["generate", rest @ ..] => parse_generate(rest),
         ["postgres", action @ ("start" | "stop" | "url")] => {
             Ok(Command::Postgres((*action).to_owned()))
         }
-        other => Err(format!("unknown command {:?}", other.join(" "))),
+        other => Err(UsageError::UnknownCommand(other.join(" "))),
     }
 }
 
-fn parse_generate(rest: &[&str]) -> Result<Command, String> {
+fn parse_generate(rest: &[&str]) -> Result<Command, UsageError> {
     let (mut count, mut seed, mut from, mut out) = (None, 42, None, None);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = it
+            .next()
+            .ok_or_else(|| UsageError::MissingValue((*flag).to_owned()))?;
         let number = |v: &str| {
             v.replace('_', "")
                 .parse::<u64>()
-                .map_err(|_| format!("{flag} must be a whole number, not {v:?}"))
+                .map_err(|_| UsageError::NotANumber {
+                    flag: (*flag).to_owned(),
+                    value: v.to_owned(),
+                })
         };
         match *flag {
             "--count" => count = Some(number(value)?),
             "--seed" => seed = number(value)?,
             "--from" => from = Some(PathBuf::from(value)),
             "--out" => out = Some(PathBuf::from(value)),
-            other => return Err(format!("unknown option {other:?}")),
+            other => return Err(UsageError::UnknownOption(other.to_owned())),
         }
     }
     Ok(Command::Generate {
-        count: count.ok_or("--count is required")?,
+        count: count.ok_or(UsageError::Required("--count"))?,
         seed,
         from,
-        out: out.ok_or("--out is required")?,
+        out: out.ok_or(UsageError::Required("--out"))?,
     })
 }
 
@@ -118,16 +177,20 @@ fn generate(
         .shared_data
         .join(crate::config::shared_data::LA311_CSV);
     let from = from.unwrap_or(&sample);
-    let result = crate::reports::catalogue::Catalogue::load(settings.catalogue.as_deref())
-        .and_then(|c| {
-            import::generate::Generator::from_file(from, &c, seed).map_err(|e| e.to_string())
+    let result = (|| -> Result<(), RunError> {
+        let c = crate::catalogue::Catalogue::load(settings.catalogue.as_deref())?;
+        let g = import::generate::Generator::from_file(from, &c, seed)?;
+        let file = std::fs::File::create(out).map_err(|source| RunError::Create {
+            path: out.display().to_string(),
+            source,
+        })?;
+        import::generate::write_csv(g, count, std::io::BufWriter::new(file)).map_err(|source| {
+            RunError::Write {
+                path: out.display().to_string(),
+                source,
+            }
         })
-        .and_then(|g| {
-            let file = std::fs::File::create(out)
-                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-            import::generate::write_csv(g, count, std::io::BufWriter::new(file))
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))
-        });
+    })();
     match result {
         Ok(()) => {
             println!("wrote {count} incidents (seed {seed}) to {}", out.display());
@@ -191,37 +254,36 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, settings: Settings) -> Result<(), String> {
-    let db = Database::open(&settings).await.map_err(|e| e.to_string())?;
+async fn run(command: Command, settings: Settings) -> Result<(), RunError> {
+    let db = Database::open(&settings).await?;
     let result = match command {
         Command::Serve => serve(&db, settings).await,
         Command::Import(path) => {
-            let catalogue =
-                crate::reports::catalogue::Catalogue::load(settings.catalogue.as_deref())?;
-            catalogue
-                .upsert(&db.pool)
-                .await
-                .map_err(|e| e.to_string())?;
+            let catalogue = crate::catalogue::Catalogue::load(settings.catalogue.as_deref())?;
+            catalogue.upsert(&db.pool).await?;
             let started = std::time::Instant::now();
             import::import_file(&db.pool, &catalogue, &path, None)
                 .await
                 .map(|s| println!("{s}took {:.2} s", started.elapsed().as_secs_f64()))
-                .map_err(|e| e.to_string())
+                .map_err(RunError::from)
         }
         Command::TokenCreate { role, name } => auth::create_token(&db.pool, role, &name)
             .await
             .map(|secret| println!("{secret}"))
-            .map_err(|e| e.to_string()),
+            .map_err(RunError::from),
         Command::Postgres(_) | Command::Generate { .. } => Ok(()),
     };
     db.close().await;
     result
 }
 
-async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
+async fn serve(db: &Database, settings: Settings) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        .map_err(|source| RunError::Listen {
+            address: settings.listen,
+            source,
+        })?;
     let sample = settings.sample.clone();
     let areas = settings.areas.clone();
     let state = AppState::open(db.pool.clone(), settings).await?;
@@ -234,7 +296,7 @@ async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
     }
     // Serve at once (live, not ready) while the index loads; a load failure stops the service.
     let loading = state.clone();
-    let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<app::StartError>));
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
     let failed = failure.clone();
     tokio::spawn(async move {
@@ -254,33 +316,30 @@ async fn serve(db: &Database, settings: Settings) -> Result<(), String> {
             Ok(()) = failed_rx => {}
         }
     };
-    tracing::info!(address = %listener.local_addr().map_err(|e| e.to_string())?, "citypin serving");
+    let address = listener.local_addr().map_err(RunError::Serve)?;
+    tracing::info!(address = %address, "citypin serving");
     app::serve(listener, state, shutdown)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(RunError::Serve)?;
     match failure
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
     {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
 
 /// Loads the sample city, shifted so its newest report is from now, if there are no reports.
-async fn load_sample(state: &AppState, path: &std::path::Path) -> Result<(), String> {
-    let count = crate::reports::store::count(&state.pool)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn load_sample(state: &AppState, path: &std::path::Path) -> Result<(), RunError> {
+    let count = crate::reports::store::count(&state.pool).await?;
     if count > 0 {
         return Ok(());
     }
-    let rows = import::read_rows(path).map_err(|e| e.to_string())?;
+    let rows = import::read_rows(path)?;
     let shift = import::shift_to_now(&rows);
-    let summary = import::import_rows(&state.pool, &state.catalogue, rows, Some(shift))
-        .await
-        .map_err(|e| e.to_string())?;
+    let summary = import::import_rows(&state.pool, &state.catalogue, rows, Some(shift)).await?;
     tracing::info!(
         inserted = summary.inserted,
         rejected = summary.rejected,

@@ -210,19 +210,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim();
-                ct == "application/json" || ct.ends_with("+json")
-            });
-        if !is_json {
-            return Err(AppError::UnsupportedMediaType(
-                "expected Content-Type: application/json".into(),
-            ));
-        }
+        require_json(req.headers(), "application/json")?;
         let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(Json)
     }
@@ -246,6 +234,33 @@ pub async fn body_bytes_max(req: Request, max: usize) -> Result<bytes::Bytes, Ap
     axum::body::to_bytes(req.into_body(), max)
         .await
         .map_err(|_| AppError::PayloadTooLarge("the request body is too large".into()))
+}
+
+/// The one rule for JSON bodies: `Content-Type` is `application/json` or a structured
+/// syntax suffix type `application/<subtype>+json` (RFC 6839, e.g. `application/merge-patch+json`),
+/// parameters such as `charset` and the case aside.
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .is_some_and(|t| {
+            t == "application/json"
+                || t.strip_prefix("application/")
+                    .is_some_and(|sub| sub.len() > "+json".len() && sub.ends_with("+json"))
+        })
+}
+
+/// 415 unless the body is JSON by [`is_json`]; `expected` lists what the endpoint takes.
+pub fn require_json(headers: &axum::http::HeaderMap, expected: &str) -> Result<(), AppError> {
+    if is_json(headers) {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType(format!(
+            "expected Content-Type: {expected}"
+        )))
+    }
 }
 
 /// True when the request's `Content-Type` is `mime` (parameters such as `charset` and the

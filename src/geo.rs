@@ -121,6 +121,44 @@ pub fn h3_cell_ring(cell: h3o::CellIndex) -> Vec<[f64; 2]> {
     ring
 }
 
+/// H3 cell of a position at the stored resolution, as `PostgreSQL`'s signed bigint.
+pub fn h3_cell_i64(p: Position) -> i64 {
+    u64::from(p.h3_cell(REPORT_H3_RESOLUTION)) as i64
+}
+
+/// Parses a position from two optional numbers, naming the missing or bad one as the
+/// request spells it (`lon`/`lat`, Open311's `long`/`lat`).
+pub fn position_from_fields(
+    lon: Option<f64>,
+    lat: Option<f64>,
+    lon_name: &str,
+    lat_name: &str,
+    errors: &mut Vec<crate::error::FieldError>,
+) -> Option<Position> {
+    use crate::error::FieldError;
+    match (lon, lat) {
+        (Some(lon), Some(lat)) => Position::new(lon, lat)
+            .map_err(|e| {
+                let field = if e.field() == "lon" {
+                    lon_name
+                } else {
+                    lat_name
+                };
+                errors.push(FieldError::new(field, e.to_string()));
+            })
+            .ok(),
+        (lon, lat) => {
+            if lat.is_none() {
+                errors.push(FieldError::new(lat_name, "is required"));
+            }
+            if lon.is_none() {
+                errors.push(FieldError::new(lon_name, "is required"));
+            }
+            None
+        }
+    }
+}
+
 /// The centre of an H3 cell as a position.
 pub fn h3_cell_center(cell: h3o::CellIndex) -> Position {
     let ll = h3o::LatLng::from(cell);
@@ -130,32 +168,38 @@ pub fn h3_cell_center(cell: h3o::CellIndex) -> Position {
     }
 }
 
-/// A lon/lat bounding box. `min_lon > max_lon` is allowed and means it crosses the antimeridian.
+/// A lon/lat bounding box: corners are valid positions and `min_lat <= max_lat`.
+/// `min_lon > max_lon` is allowed and means it crosses the antimeridian.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BBox {
-    pub min_lon: f64,
-    pub min_lat: f64,
-    pub max_lon: f64,
-    pub max_lat: f64,
+    min_lon: f64,
+    min_lat: f64,
+    max_lon: f64,
+    max_lat: f64,
+}
+
+/// Why a text or four numbers are not a bounding box; carries the text at fault.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BBoxError {
+    #[error("{0:?} is not four comma-separated numbers")]
+    NotNumbers(String),
+    #[error("{0:?} must have exactly four numbers: minLon,minLat,maxLon,maxLat")]
+    Count(String),
+    #[error("{0}")]
+    Corner(#[from] PositionError),
+    #[error("{0:?}: minLat is greater than maxLat")]
+    LatitudesSwapped(String),
 }
 
 impl BBox {
-    /// Parses `minLon,minLat,maxLon,maxLat` (the OGC and Open311-extension order).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let parts: Vec<f64> = s
-            .split(',')
-            .map(|p| p.trim().parse::<f64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| format!("{s:?} is not four comma-separated numbers"))?;
-        let [min_lon, min_lat, max_lon, max_lat] = parts[..] else {
-            return Err(format!(
-                "{s:?} must have exactly four numbers: minLon,minLat,maxLon,maxLat"
-            ));
-        };
-        Position::new(min_lon, min_lat).map_err(|e| e.to_string())?;
-        Position::new(max_lon, max_lat).map_err(|e| e.to_string())?;
+    /// A box from its corners, checked like [`BBox::parse`].
+    pub fn new(min_lon: f64, min_lat: f64, max_lon: f64, max_lat: f64) -> Result<Self, BBoxError> {
+        Position::new(min_lon, min_lat)?;
+        Position::new(max_lon, max_lat)?;
         if min_lat > max_lat {
-            return Err(format!("{s:?}: minLat is greater than maxLat"));
+            return Err(BBoxError::LatitudesSwapped(format!(
+                "{min_lon},{min_lat},{max_lon},{max_lat}"
+            )));
         }
         Ok(Self {
             min_lon,
@@ -163,6 +207,50 @@ impl BBox {
             max_lon,
             max_lat,
         })
+    }
+
+    /// Parses `minLon,minLat,maxLon,maxLat` (the OGC and Open311-extension order).
+    pub fn parse(s: &str) -> Result<Self, BBoxError> {
+        let parts: Vec<f64> = s
+            .split(',')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| BBoxError::NotNumbers(s.to_owned()))?;
+        let [min_lon, min_lat, max_lon, max_lat] = parts[..] else {
+            return Err(BBoxError::Count(s.to_owned()));
+        };
+        Self::new(min_lon, min_lat, max_lon, max_lat).map_err(|e| match e {
+            BBoxError::LatitudesSwapped(_) => BBoxError::LatitudesSwapped(s.to_owned()),
+            other => other,
+        })
+    }
+
+    pub fn min_lon(&self) -> f64 {
+        self.min_lon
+    }
+
+    pub fn min_lat(&self) -> f64 {
+        self.min_lat
+    }
+
+    pub fn max_lon(&self) -> f64 {
+        self.max_lon
+    }
+
+    pub fn max_lat(&self) -> f64 {
+        self.max_lat
+    }
+
+    /// The box grown by `dlon`/`dlat` degrees on every side, clamped to the globe (a box
+    /// that does not cross the antimeridian is not made to).
+    #[must_use]
+    pub fn expanded(&self, dlon: f64, dlat: f64) -> BBox {
+        BBox {
+            min_lon: (self.min_lon - dlon).max(-180.0),
+            min_lat: (self.min_lat - dlat).max(-90.0),
+            max_lon: (self.max_lon + dlon).min(180.0),
+            max_lat: (self.max_lat + dlat).min(90.0),
+        }
     }
 
     pub fn crosses_antimeridian(&self) -> bool {

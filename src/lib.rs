@@ -6,6 +6,8 @@
 pub mod app;
 /// Tokens, roles and the caller extractor.
 pub mod auth;
+/// The service catalogue: what citizens can report, loaded from a file and upserted.
+pub mod catalogue;
 /// The command line: `serve`, `import`, `token create`, `postgres start|stop`.
 pub mod cli;
 /// Typed settings loaded once from the environment.
@@ -14,14 +16,20 @@ pub mod config;
 pub mod db;
 /// Duplicates: suggestions, the decision at intake, "me too", staff merge and undo.
 pub mod dedup;
+/// The kernel: types every capability shares (`Status`, `ServiceCode`, `Reference`, …).
+pub mod domain;
 /// `AppError` → problem+json, and the project's own extractors.
 pub mod error;
 /// Streamed file exports of the incidents: GeoJSON, GeoJSON-Seq and CSV.
 pub mod exports;
 /// Positions, bounding boxes, distances and conversions to geo / geojson / h3o.
 pub mod geo;
+/// Idempotent writes: the `Idempotency-Key`, the request's fingerprint, the replay.
+pub mod idempotency;
 /// Loading GeoReport-shaped CSV, GeoJSON and GeoJSON-Seq files.
 pub mod import;
+/// New reports: JSON or multipart with photos, one transaction with dedup and idempotency.
+pub mod intake;
 /// OGC API – Features: incidents, areas and hotspots for GIS clients.
 pub mod ogc;
 /// Open311 GeoReport v2 in XML and JSON.
@@ -30,7 +38,7 @@ pub mod open311;
 pub mod ops;
 /// Photos on reports: upload, safe re-encoding, content-addressed storage, serving.
 pub mod photos;
-/// Report intake, the service catalogue, status changes and history.
+/// Stored reports: reading, the public view, history and status changes.
 pub mod reports;
 /// The live in-memory index of incidents (R-tree + H3), a cache of PostGIS.
 pub mod spatial_index;

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::domain::{Actor, Channel, Source};
 use crate::error::AppError;
 
 /// What a token may do.
@@ -50,6 +51,11 @@ impl Role {
     pub fn is_field_staff(self) -> bool {
         matches!(self, Self::Agent | Self::Crew | Self::Admin)
     }
+
+    /// Staff who may read operational fields and ask `PostGIS` directly (`source=postgis`).
+    pub fn is_analyst(self) -> bool {
+        matches!(self, Self::Analyst | Self::Admin)
+    }
 }
 
 /// Who is making a request: a citizen (no token) or the holder of a token.
@@ -81,6 +87,35 @@ impl Caller {
 
     pub fn token_id(&self) -> Option<Uuid> {
         self.token.as_ref().map(|t| t.id)
+    }
+
+    /// The channel a report comes by when the body names none: citizens report from the web;
+    /// staff entering a report on someone's behalf take it by phone (agents) or in the field
+    /// (crews); Open311 clients by Open311.
+    pub fn default_channel(&self) -> Channel {
+        match self.role() {
+            Some(Role::Agent) => Channel::Phone,
+            Some(Role::Crew) => Channel::Field,
+            Some(Role::Open311Client) => Channel::Open311,
+            _ => Channel::Web,
+        }
+    }
+
+    /// The caller as history records it.
+    pub fn actor(&self) -> Actor<'static> {
+        Actor {
+            role: self.actor_role(),
+            token: self.token_id(),
+        }
+    }
+
+    /// The one check on `source=`: the index is for anyone, `PostGIS` for analysts and admins
+    /// only (a public slow path invites abuse). `what` completes "may not …" in the 403.
+    pub fn require_source(&self, source: Source, what: &str) -> Result<(), AppError> {
+        match source {
+            Source::Index => Ok(()),
+            Source::Postgis => self.require(Role::is_analyst, what).map(|_| ()),
+        }
     }
 
     /// Fails with 401 without a token, 403 with a token of another role.

@@ -2,24 +2,27 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
+use crate::domain::Status;
 use crate::geo::{BBox, Position};
-use crate::reports::model::Status;
 
 /// Pushes `ST_MakeEnvelope(minLon, minLat, maxLon, maxLat, 4326)` with bound values.
 pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: &BBox) {
     q.push("ST_MakeEnvelope(")
-        .push_bind(b.min_lon)
+        .push_bind(b.min_lon())
         .push(", ")
-        .push_bind(b.min_lat)
+        .push_bind(b.min_lat())
         .push(", ")
-        .push_bind(b.max_lon)
+        .push_bind(b.max_lon())
         .push(", ")
-        .push_bind(b.max_lat)
+        .push_bind(b.max_lat())
         .push(", 4326)");
 }
 
 /// Pushes ` AND (…)` testing `{before}<envelope>{after}` for the box, split into two envelopes
-/// when it crosses the antimeridian, e.g. `before = "r.location && "`, `after = ""`.
+/// when it crosses the antimeridian, e.g. `before = "ST_Intersects(r.location, "`, `after =
+/// ")"`. Use an exact test such as `ST_Intersects` (which takes the `GiST` index too): `&&`
+/// alone compares single-precision boxes, rounded outwards, and lets points up to about a metre
+/// outside the box through.
 pub fn push_bbox_filter(q: &mut QueryBuilder<'_, Postgres>, b: BBox, before: &str, after: &str) {
     q.push(" AND (");
     for (i, part) in b.parts().iter().enumerate() {

@@ -11,12 +11,11 @@ use super::model::{Candidate, DedupParams, Relation, Scored};
 use super::{scoring, store};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::catalogue::{Catalogue, Service};
+use crate::domain::{Actor, Contact, Report, Status};
 use crate::error::AppError;
 use crate::geo::Position;
-use crate::reports::catalogue::{Catalogue, Service};
-use crate::reports::intake::index_after_commit;
-use crate::reports::model::{Contact, Report, Status};
-use crate::reports::store::{self as reports_store, Actor};
+use crate::reports::store as reports_store;
 use crate::spatial_index::{Incident, SpatialIndex};
 
 /// H3 resolution of the lock cells: edges of about 460 m, so the ring around a report's cell
@@ -119,7 +118,7 @@ pub fn best_parent(
 /// report that another process committed a moment ago. Whichever of two twin intakes takes
 /// the lock second sees the first one's committed report and links to it. (Intake itself
 /// takes the lock before its insert, in the same call as its idempotency claim: see
-/// [`crate::reports::intake`].)
+/// [`crate::intake`].)
 pub async fn find_parent(
     conn: &mut PgConnection,
     catalogue: &Catalogue,
@@ -129,7 +128,7 @@ pub async fn find_parent(
     let Some(area) = area(catalogue, service, new.position(), new.requested_at, new.id) else {
         return Ok(None);
     };
-    let (_, rows) = store::claim_and_candidates(conn, None, Some(&area)).await?;
+    let rows = store::candidates(conn, &area).await?;
     Ok(best_parent(
         service,
         &new.description,
@@ -267,13 +266,6 @@ async fn root(conn: &mut PgConnection, mut report: Report) -> Result<Report, App
     Err(AppError::internal("duplicate chain longer than 32"))
 }
 
-fn actor(caller: &Caller) -> Actor<'_> {
-    Actor {
-        role: caller.actor_role(),
-        token: caller.token_id(),
-    }
-}
-
 /// Staff merge: `child` becomes a duplicate of `into` (or of the root of `into`'s group).
 pub async fn merge(
     state: &AppState,
@@ -310,13 +302,14 @@ pub async fn merge(
         return Err(AppError::NotFound("report"));
     }
     let data = serde_json::json!({"manual": true});
-    let parent = link(&mut tx, &c, &p, "merge", data, note, actor(caller)).await?;
+    let parent = link(&mut tx, &c, &p, "merge", data, note, caller.actor()).await?;
     let child = reports_store::fetch(&mut tx, c.id)
         .await?
         .ok_or(AppError::NotFound("report"))?;
     tx.commit().await?;
-    index_after_commit(state, &child);
-    index_after_commit(state, &parent);
+    state
+        .spatial_index
+        .apply_all_committed([&child, &parent], &state.catalogue);
     Ok(child)
 }
 
@@ -367,7 +360,7 @@ pub async fn unmerge(
         "child": c.id, "child_reference": c.reference,
         "restored_status": restored.as_str(), "supporters_removed": removed,
     });
-    let a = actor(caller);
+    let a = caller.actor();
     let note = note.unwrap_or(&status_note);
     reports_store::insert_event(
         &mut tx,
@@ -399,8 +392,9 @@ pub async fn unmerge(
         .await?
         .ok_or(AppError::NotFound("report"))?;
     tx.commit().await?;
-    index_after_commit(state, &child);
-    index_after_commit(state, &parent);
+    state
+        .spatial_index
+        .apply_all_committed([&child, &parent], &state.catalogue);
     Ok(child)
 }
 
@@ -418,10 +412,9 @@ impl Supporter<'_> {
         let identity = match self {
             Self::Contact(c) => {
                 if let Some(e) = &c.email {
-                    format!("email:{}", e.trim().to_lowercase())
+                    format!("email:{}", e.as_str())
                 } else if let Some(p) = &c.phone {
-                    let digits: String = p.chars().filter(char::is_ascii_digit).collect();
-                    format!("phone:{digits}")
+                    format!("phone:{}", p.digits())
                 } else {
                     return None;
                 }
@@ -483,7 +476,7 @@ pub async fn support(
         None,
         None,
         None,
-        actor(caller),
+        caller.actor(),
         serde_json::json!({"subscribed": matches!(supporter, Supporter::Contact(_))}),
     )
     .await?;
@@ -498,6 +491,8 @@ pub async fn support(
         .await?
         .ok_or(AppError::NotFound("report"))?;
     tx.commit().await?;
-    index_after_commit(state, &report);
+    state
+        .spatial_index
+        .apply_committed(&report, &state.catalogue);
     Ok((report, true))
 }

@@ -9,10 +9,11 @@ use super::decide::{self, Supporter};
 use super::model::{MergeBody, SimilarParams, SupportBody, UnmergeBody, round3};
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
+use crate::domain::{ReportKey, optional_text};
 use crate::error::{AppError, FieldError, Json, Path, Query, body_bytes, parse_json};
-use crate::reports::intake;
-use crate::reports::model::{optional_text, parse_position};
-use crate::reports::store as reports_store;
+use crate::geo::position_from_fields;
+use crate::idempotency::IdempotencyKey;
+use crate::reports::{find_visible, store as reports_store, view};
 
 /// Most suggestions one `similar` query returns.
 const MAX_SIMILAR: usize = 20;
@@ -24,7 +25,7 @@ pub async fn similar(
     Query(params): Query<SimilarParams>,
 ) -> Result<Response, AppError> {
     let mut errors = Vec::new();
-    let position = parse_position(params.lon, params.lat, "lon", "lat", &mut errors);
+    let position = position_from_fields(params.lon, params.lat, "lon", "lat", &mut errors);
     let service = match params.service_code.as_deref().map(str::trim) {
         None | Some("") => {
             errors.push(FieldError::new("service_code", "is required"));
@@ -88,23 +89,11 @@ fn bad_query(errors: Vec<FieldError>) -> AppError {
 pub async fn support(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(report_key): Path<ReportKey>,
+    key: Option<IdempotencyKey>,
     req: Request,
 ) -> Result<Response, AppError> {
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .map(|s| s.trim().to_owned())
-                .ok()
-                .filter(|s| !s.is_empty() && s.len() <= 255)
-                .ok_or_else(|| {
-                    AppError::bad_field("Idempotency-Key", "must be 1 to 255 printable characters")
-                })
-        })
-        .transpose()?;
-    let has_json_type = crate::error::has_content_type(req.headers(), "application/json");
+    let has_json_type = crate::error::is_json(req.headers());
     let bytes = body_bytes(req, &state).await?;
     let body: SupportBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         SupportBody::default()
@@ -120,8 +109,9 @@ pub async fn support(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let report = crate::reports::intake::find_visible(&state, &id).await?;
-    let supporter = match (&contact, &key) {
+    let report = find_visible(&state.pool, &report_key).await?;
+    let key = key.as_ref().map(IdempotencyKey::as_str);
+    let supporter = match (&contact, key) {
         (Some(c), _) if c.email.is_some() || c.phone.is_some() => Supporter::Contact(c),
         (_, Some(k)) => Supporter::Key(k),
         (Some(c), None) => Supporter::Contact(c),
@@ -132,21 +122,20 @@ pub async fn support(
             ));
         }
     };
-    let (report, counted) =
-        decide::support(&state, report.id, &supporter, key.as_deref(), &caller).await?;
+    let (report, counted) = decide::support(&state, report.id, &supporter, key, &caller).await?;
     let status = if counted {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(intake::view(&state, &report))).into_response())
+    Ok((status, axum::Json(view(&state, &report))).into_response())
 }
 
 /// `POST /api/v1/reports/{id}/merge` (agent, crew or admin): `{"into": "<id or reference>"}`.
 pub async fn merge(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(key): Path<ReportKey>,
     Json(body): Json<MergeBody>,
 ) -> Result<Response, AppError> {
     caller.require(Role::is_field_staff, "merge reports")?;
@@ -158,22 +147,24 @@ pub async fn merge(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let child = crate::reports::intake::find_visible(&state, &id).await?;
-    let into = reports_store::find(&state.pool, &body.into)
+    let child = find_visible(&state.pool, &key).await?;
+    let into_key =
+        ReportKey::parse(&body.into).map_err(|e| AppError::invalid("into", e.to_string()))?;
+    let into = reports_store::find(&state.pool, &into_key)
         .await?
         .filter(|r| !r.hidden)
         .ok_or_else(|| {
             AppError::invalid("into", format!("{:?} is not a known report", body.into))
         })?;
     let report = decide::merge(&state, child.id, into.id, note.as_deref(), &caller).await?;
-    Ok(axum::Json(intake::view(&state, &report)).into_response())
+    Ok(axum::Json(view(&state, &report)).into_response())
 }
 
 /// `POST /api/v1/reports/{id}/unmerge` (agent, crew or admin), optional body `{"note": ...}`.
 pub async fn unmerge(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(key): Path<ReportKey>,
     req: Request,
 ) -> Result<Response, AppError> {
     caller.require(Role::is_field_staff, "unmerge reports")?;
@@ -188,7 +179,7 @@ pub async fn unmerge(
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
-    let child = crate::reports::intake::find_visible(&state, &id).await?;
+    let child = find_visible(&state.pool, &key).await?;
     let report = decide::unmerge(&state, child.id, note.as_deref(), &caller).await?;
-    Ok(axum::Json(intake::view(&state, &report)).into_response())
+    Ok(axum::Json(view(&state, &report)).into_response())
 }

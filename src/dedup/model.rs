@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::reports::catalogue::Service;
+use crate::catalogue::Service;
 
 /// How one service's duplicates are judged. Radius and window come from the catalogue's
 /// `dedup` block; weights and threshold may be set there too and otherwise take these defaults.
@@ -147,7 +147,7 @@ pub struct UnmergeBody {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportBody {
-    pub contact: Option<crate::reports::model::ContactBody>,
+    pub contact: Option<crate::domain::ContactBody>,
 }
 
 /// The query of `GET /api/v1/reports/similar`.

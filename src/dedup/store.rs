@@ -1,6 +1,6 @@
-//! All SQL of the dedup capability: the area lock, the in-transaction candidate look-up (in
-//! one call with the intake's idempotency claim), the duplicate link and its undo, and the
-//! "me too" claims.
+//! All SQL of the dedup capability: the area lock and the in-transaction candidate look-up
+//! (the arguments and rows of the call intake makes together with its idempotency claim), the
+//! duplicate link and its undo, and the "me too" claims.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -30,43 +30,22 @@ pub struct Area {
     pub exclude: Uuid,
 }
 
-/// An `Idempotency-Key` to claim: scope, key and the hash of the request body.
-#[derive(Clone, Copy, Debug)]
-pub struct Claim<'a> {
-    pub scope: &'a str,
-    pub key: &'a str,
-    pub request_hash: &'a [u8],
+/// The candidates of `area` alone (no key to claim), under its locks: the same statement as
+/// intake's first, for decisions made on a report already stored.
+pub async fn candidates(
+    conn: &mut PgConnection,
+    area: &Area,
+) -> Result<Vec<CandidateRow>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT * FROM intake_claim_and_candidates(NULL, NULL, NULL");
+    push_area_args(&mut q, Some(area));
+    Ok(read_candidates(q, conn).await?.1)
 }
 
-/// Intake's first statement, one round trip (the `intake_claim_and_candidates` function in
-/// migration 0011): claims the idempotency key if there is one, then, if there is an area,
-/// takes its locks (held until commit) and reads the open, visible reports of its codes inside
-/// its boxes, reported since its `since`. Returns whether the key was claimed (`false`: it was
-/// seen before, nothing was locked) and the candidates. The caller measures the exact distance
-/// (the same haversine as the live index).
-pub async fn claim_and_candidates(
-    conn: &mut PgConnection,
-    claim: Option<Claim<'_>>,
-    area: Option<&Area>,
-) -> Result<(bool, Vec<CandidateRow>), sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        claimed: bool,
-        id: Option<Uuid>,
-        reference: Option<String>,
-        service_code: Option<String>,
-        description: Option<String>,
-        lon: Option<f64>,
-        lat: Option<f64>,
-        requested_at: Option<DateTime<Utc>>,
-    }
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new("SELECT * FROM intake_claim_and_candidates(");
-    q.push_bind(claim.map(|c| c.scope))
-        .push(", ")
-        .push_bind(claim.map(|c| c.key))
-        .push(", ")
-        .push_bind(claim.map(|c| c.request_hash));
+/// The area arguments of `intake_claim_and_candidates`, closing its call: the sorted lock
+/// keys, the codes, the window's start, the report to leave out and the boxes (all `NULL`
+/// without an area).
+pub fn push_area_args(q: &mut QueryBuilder<'_, Postgres>, area: Option<&Area>) {
     match area {
         Some(a) => {
             let mut keys = a.lock_keys.clone();
@@ -87,13 +66,32 @@ pub async fn claim_and_candidates(
                 if i > 0 {
                     q.push(", ");
                 }
-                crate::db::sql::push_envelope(&mut q, b);
+                crate::db::sql::push_envelope(q, b);
             }
             q.push("]))");
         }
         None => {
             q.push(", NULL, NULL, NULL, NULL, NULL)");
         }
+    }
+}
+
+/// Runs a built `intake_claim_and_candidates` call: whether the key was claimed (true when
+/// there was none) and the candidates.
+pub async fn read_candidates(
+    mut q: QueryBuilder<'_, Postgres>,
+    conn: &mut PgConnection,
+) -> Result<(bool, Vec<CandidateRow>), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        claimed: bool,
+        id: Option<Uuid>,
+        reference: Option<String>,
+        service_code: Option<String>,
+        description: Option<String>,
+        lon: Option<f64>,
+        lat: Option<f64>,
+        requested_at: Option<DateTime<Utc>>,
     }
     let rows: Vec<Row> = q.build_query_as().fetch_all(conn).await?;
     let claimed = rows.iter().all(|r| r.claimed);
@@ -128,11 +126,11 @@ pub struct LinkWrite<'a> {
     pub added: i32,
     /// `duplicate` (automatic) or `merge` (staff).
     pub kind: &'a str,
-    pub from_status: crate::reports::model::Status,
+    pub from_status: crate::domain::Status,
     pub status_note: &'a str,
     pub child_note: &'a str,
     pub parent_note: &'a str,
-    pub actor: crate::reports::store::Actor<'a>,
+    pub actor: crate::domain::Actor<'a>,
     pub data: &'a serde_json::Value,
 }
 
@@ -210,7 +208,7 @@ pub async fn last_link(
 pub async fn unlink(
     conn: &mut PgConnection,
     child: Uuid,
-    status: crate::reports::model::Status,
+    status: crate::domain::Status,
     note: &str,
 ) -> Result<(), sqlx::Error> {
     crate::reports::store::set_status(conn, child, status, Some(note), None).await
@@ -238,13 +236,7 @@ pub async fn lock_pair(
     conn: &mut PgConnection,
     a: Uuid,
     b: Uuid,
-) -> Result<
-    (
-        Option<crate::reports::model::Report>,
-        Option<crate::reports::model::Report>,
-    ),
-    sqlx::Error,
-> {
+) -> Result<(Option<crate::domain::Report>, Option<crate::domain::Report>), sqlx::Error> {
     if a < b {
         let ra = crate::reports::store::lock(conn, a).await?;
         let rb = crate::reports::store::lock(conn, b).await?;

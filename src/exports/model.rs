@@ -9,10 +9,10 @@ use serde::ser::SerializeMap;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
+use crate::catalogue::Catalogue;
+use crate::domain::{ServiceCode, Status};
 use crate::error::{AppError, FieldError};
 use crate::geo::{BBox, round7};
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::{ServiceCode, Status};
 
 /// Which fields a caller may see. Personal data (the `reporters` table) is in neither: the
 /// export queries never read that table.
@@ -27,9 +27,10 @@ pub enum Fields {
 impl Fields {
     /// Analysts and admins get the operational fields; everyone else the public ones.
     pub fn for_caller(caller: &Caller) -> Self {
-        match caller.role() {
-            Some(Role::Analyst | Role::Admin) => Self::Operational,
-            _ => Self::Public,
+        if caller.role().is_some_and(Role::is_analyst) {
+            Self::Operational
+        } else {
+            Self::Public
         }
     }
 }
@@ -45,29 +46,38 @@ pub enum TimeFilter {
     },
 }
 
+/// Why a `datetime` value is not a time filter; carries the text at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTimeFilter {
+    #[error("{0:?} is not an RFC 3339 date-time with an offset (e.g. 2024-05-01T00:00:00Z)")]
+    NotRfc3339(String),
+    #[error("{0:?}: give a date-time or an interval start/end")]
+    Empty(String),
+    #[error("{0:?}: the interval ends before it starts")]
+    Reversed(String),
+}
+
 impl TimeFilter {
     /// Parses the OGC `datetime` parameter (RFC 3339 date-times with an offset).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let one = |p: &str| -> Result<Option<DateTime<Utc>>, String> {
+    pub fn parse(s: &str) -> Result<Self, InvalidTimeFilter> {
+        let one = |p: &str| -> Result<Option<DateTime<Utc>>, InvalidTimeFilter> {
             let p = p.trim();
             if p.is_empty() || p == ".." {
                 return Ok(None);
             }
             DateTime::parse_from_rfc3339(p)
                 .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| {
-                    format!("{p:?} is not an RFC 3339 date-time with an offset (e.g. 2024-05-01T00:00:00Z)")
-                })
+                .map_err(|_| InvalidTimeFilter::NotRfc3339(p.to_owned()))
         };
         match s.split_once('/') {
             None => one(s)?
                 .map(Self::Instant)
-                .ok_or_else(|| format!("{s:?}: give a date-time or an interval start/end")),
+                .ok_or_else(|| InvalidTimeFilter::Empty(s.to_owned())),
             Some((a, b)) => {
                 let (start, end) = (one(a)?, one(b)?);
                 if let (Some(a), Some(b)) = (start, end) {
                     if a > b {
-                        return Err(format!("{s:?}: the interval ends before it starts"));
+                        return Err(InvalidTimeFilter::Reversed(s.to_owned()));
                     }
                 }
                 Ok(Self::Interval { start, end })
@@ -104,12 +114,12 @@ impl FilterParams {
         let mut errors = Vec::new();
         let bbox = self.bbox.as_deref().and_then(|b| {
             BBox::parse(b)
-                .map_err(|m| errors.push(FieldError::new("bbox", m)))
+                .map_err(|m| errors.push(FieldError::new("bbox", m.to_string())))
                 .ok()
         });
         let mut time = self.datetime.as_deref().and_then(|d| {
             TimeFilter::parse(d)
-                .map_err(|m| errors.push(FieldError::new("datetime", m)))
+                .map_err(|m| errors.push(FieldError::new("datetime", m.to_string())))
                 .ok()
         });
         if self.start.is_some() || self.end.is_some() {
@@ -140,7 +150,7 @@ impl FilterParams {
         for code in split_list(self.service_code.as_deref()) {
             match ServiceCode::parse(code) {
                 Ok(c) => service_codes.push(c.as_str().to_owned()),
-                Err(m) => errors.push(FieldError::new("service_code", m)),
+                Err(m) => errors.push(FieldError::new("service_code", m.to_string())),
             }
         }
         let statuses = self
@@ -148,7 +158,7 @@ impl FilterParams {
             .as_deref()
             .map(|s| {
                 Status::parse_filter(s)
-                    .map_err(|m| errors.push(FieldError::new("status", m)))
+                    .map_err(|m| errors.push(FieldError::new("status", m.to_string())))
                     .unwrap_or_default()
             })
             .unwrap_or_default();

@@ -22,7 +22,7 @@ pub(crate) fn push_filter(q: &mut QueryBuilder<'static, Postgres>, f: &IncidentF
         q.push(" AND NOT r.hidden");
     }
     if let Some(b) = f.bbox {
-        crate::db::sql::push_bbox_filter(q, b, "r.location && ", "");
+        crate::db::sql::push_bbox_filter(q, b, "ST_Intersects(r.location, ", ")");
     }
     match f.time {
         Some(TimeFilter::Instant(t)) => {

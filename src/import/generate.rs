@@ -13,9 +13,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{ImportError, Valid, read_rows, validate};
+use crate::catalogue::Catalogue;
+use crate::domain::Status;
 use crate::geo::Position;
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::Status;
 
 /// Standard deviation of the location jitter, in metres: a few house numbers along a street.
 pub const JITTER_M: f64 = 150.0;
@@ -47,7 +47,7 @@ impl Incident {
     /// collide the way 5 million random draws from 10^12 would.
     pub fn reference(&self) -> String {
         let x = self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15 | 1);
-        crate::reports::model::Reference::from_bits(x).to_string()
+        crate::domain::Reference::from_bits(x).to_string()
     }
 }
 
@@ -225,7 +225,7 @@ mod tests {
 
     fn sample(seed: u64) -> Generator {
         use crate::config::shared_data;
-        let c = Catalogue::parse(crate::reports::catalogue::DEFAULT_CATALOGUE).unwrap();
+        let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
         let path = shared_data::file(shared_data::LA311_CSV);
         Generator::from_file(&path, &c, seed).unwrap()
     }
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn generated_csv_is_read_back_by_the_importer_without_rejections() {
-        let c = Catalogue::parse(crate::reports::catalogue::DEFAULT_CATALOGUE).unwrap();
+        let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
         let mut buf = Vec::new();
         write_csv(sample(1), 500, &mut buf).unwrap();
         let dir = std::env::temp_dir().join(format!("citypin-gen-{}", std::process::id()));

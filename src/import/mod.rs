@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::catalogue::Catalogue;
+use crate::domain::{Reference, Status};
 use crate::geo::Position;
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::{Reference, Status, h3_cell_i64};
+use crate::geo::h3_cell_i64;
 
 /// One input row in `GeoReport` v2 shape (the columns of the LA sample, all optional).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -119,6 +120,33 @@ pub enum ImportError {
     Db(#[from] sqlx::Error),
 }
 
+/// Why one row of a file is not imported; the summary shows the first few, with their line.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("{0}")]
+    Csv(String),
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("properties: {0}")]
+    Properties(String),
+    #[error("geometry must be a Point")]
+    NotAPoint,
+    #[error("service_code is missing")]
+    NoServiceCode,
+    #[error("service_code {0:?} is not in the catalogue")]
+    UnknownService(String),
+    #[error("no coordinates (lat/long)")]
+    NoCoordinates,
+    #[error("{0}")]
+    Position(#[from] crate::geo::PositionError),
+    #[error("{field} {value:?} is not an ISO 8601 datetime with an offset")]
+    Time { field: &'static str, value: String },
+    #[error("requested_datetime is missing")]
+    NoRequestedTime,
+    #[error("status {0:?} is neither open nor closed")]
+    Status(Option<String>),
+}
+
 const BATCH: usize = 5_000;
 const EXAMPLES: usize = 5;
 
@@ -135,7 +163,7 @@ pub async fn import_file(
 }
 
 /// Reads rows by the file's extension: `.csv`, `.geojson`/`.json`, `.geojsonl`/`.geojsons`/`.ndjson`.
-pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, String>>, ImportError> {
+pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, RowError>>, ImportError> {
     let err =
         |e: &dyn std::fmt::Display| ImportError::Read(path.display().to_string(), e.to_string());
     let ext = path
@@ -148,7 +176,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, String>>, ImportError> {
             let mut reader = csv::Reader::from_path(path).map_err(|e| err(&e))?;
             Ok(reader
                 .deserialize::<Row>()
-                .map(|r| r.map_err(|e| e.to_string()))
+                .map(|r| r.map_err(|e| RowError::Csv(e.to_string())))
                 .collect())
         }
         "geojson" | "json" => {
@@ -177,7 +205,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, String>>, ImportError> {
                 }
                 rows.push(
                     serde_json::from_str::<serde_json::Value>(line)
-                        .map_err(|e| format!("not JSON: {e}"))
+                        .map_err(|e| RowError::Json(e.to_string()))
                         .and_then(|v| feature_row(&v)),
                 );
             }
@@ -189,7 +217,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Result<Row, String>>, ImportError> {
     }
 }
 
-fn feature_row(f: &serde_json::Value) -> Result<Row, String> {
+fn feature_row(f: &serde_json::Value) -> Result<Row, RowError> {
     let props = f
         .get("properties")
         .cloned()
@@ -197,7 +225,7 @@ fn feature_row(f: &serde_json::Value) -> Result<Row, String> {
     let mut row: Row = if props.is_null() {
         Row::default()
     } else {
-        serde_json::from_value(props).map_err(|e| format!("properties: {e}"))?
+        serde_json::from_value(props).map_err(|e| RowError::Properties(e.to_string()))?
     };
     match f.get("geometry") {
         Some(g) if !g.is_null() => {
@@ -205,7 +233,7 @@ fn feature_row(f: &serde_json::Value) -> Result<Row, String> {
                 .get("coordinates")
                 .and_then(|c| c.as_array())
                 .filter(|_| g.get("type").and_then(|t| t.as_str()) == Some("Point"))
-                .ok_or("geometry must be a Point")?;
+                .ok_or(RowError::NotAPoint)?;
             row.lon = coords.first().and_then(serde_json::Value::as_f64);
             row.lat = coords.get(1).and_then(serde_json::Value::as_f64);
         }
@@ -221,36 +249,40 @@ fn feature_row(f: &serde_json::Value) -> Result<Row, String> {
     Ok(row)
 }
 
-fn validate(row: Row, catalogue: &Catalogue, shift: Duration) -> Result<Valid, String> {
+fn validate(row: Row, catalogue: &Catalogue, shift: Duration) -> Result<Valid, RowError> {
     let service_code = row
         .service_code
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or("service_code is missing")?;
+        .ok_or(RowError::NoServiceCode)?;
     let service = catalogue
         .get(service_code)
-        .ok_or_else(|| format!("service_code {service_code:?} is not in the catalogue"))?;
+        .ok_or_else(|| RowError::UnknownService(service_code.to_owned()))?;
     let position = match (row.lon, row.lat) {
-        (Some(lon), Some(lat)) => Position::new(lon, lat).map_err(|e| e.to_string())?,
-        _ => return Err("no coordinates (lat/long)".into()),
+        (Some(lon), Some(lat)) => Position::new(lon, lat)?,
+        _ => return Err(RowError::NoCoordinates),
     };
     let now = Utc::now();
-    let time = |v: &Option<String>, name: &str| -> Result<Option<DateTime<Utc>>, String> {
-        match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            None => Ok(None),
-            Some(s) => DateTime::<FixedOffset>::parse_from_rfc3339(s)
-                // A shifted time never lands in the future: the demo city's newest report is
-                // from now, so its later updates are clamped to now.
-                .map(|t| {
-                    let t = t.with_timezone(&Utc) + shift;
-                    Some(if shift.is_zero() { t } else { t.min(now) })
-                })
-                .map_err(|_| format!("{name} {s:?} is not an ISO 8601 datetime with an offset")),
-        }
-    };
-    let requested_at = time(&row.requested_datetime, "requested_datetime")?
-        .ok_or("requested_datetime is missing")?;
+    let time =
+        |v: &Option<String>, field: &'static str| -> Result<Option<DateTime<Utc>>, RowError> {
+            match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => DateTime::<FixedOffset>::parse_from_rfc3339(s)
+                    // A shifted time never lands in the future: the demo city's newest report is
+                    // from now, so its later updates are clamped to now.
+                    .map(|t| {
+                        let t = t.with_timezone(&Utc) + shift;
+                        Some(if shift.is_zero() { t } else { t.min(now) })
+                    })
+                    .map_err(|_| RowError::Time {
+                        field,
+                        value: s.to_owned(),
+                    }),
+            }
+        };
+    let requested_at =
+        time(&row.requested_datetime, "requested_datetime")?.ok_or(RowError::NoRequestedTime)?;
     let updated_at = time(&row.updated_datetime, "updated_datetime")?.unwrap_or(requested_at);
     let closed_at = time(&row.closed_datetime, "closed_datetime")?;
     let status = map_status(row.status.as_deref(), row.status_raw.as_deref())?;
@@ -292,7 +324,7 @@ fn validate(row: Row, catalogue: &Catalogue, shift: Duration) -> Result<Valid, S
 }
 
 /// `GeoReport`'s open/closed plus the source's own wording, mapped to citypin's statuses.
-fn map_status(status: Option<&str>, raw: Option<&str>) -> Result<Status, String> {
+fn map_status(status: Option<&str>, raw: Option<&str>) -> Result<Status, RowError> {
     let raw = raw.map(|s| s.trim().to_ascii_lowercase());
     if let Some(s) = raw.as_deref().and_then(Status::parse) {
         return Ok(s);
@@ -304,7 +336,7 @@ fn map_status(status: Option<&str>, raw: Option<&str>) -> Result<Status, String>
         (_, Some("in progress")) => Status::InProgress,
         (Some("open"), _) => Status::New,
         (Some("closed"), _) => Status::Fixed,
-        (other, _) => return Err(format!("status {other:?} is neither open nor closed")),
+        (other, _) => return Err(RowError::Status(other.map(str::to_owned))),
     })
 }
 
@@ -324,7 +356,7 @@ fn map_channel(c: Option<&str>) -> &'static str {
 pub async fn import_rows(
     pool: &PgPool,
     catalogue: &Catalogue,
-    rows: Vec<Result<Row, String>>,
+    rows: Vec<Result<Row, RowError>>,
     shift: Option<Duration>,
 ) -> Result<Summary, ImportError> {
     let shift = shift.unwrap_or_else(Duration::zero);
@@ -340,7 +372,7 @@ pub async fn import_rows(
             Err(reason) => {
                 summary.rejected += 1;
                 if summary.examples.len() < EXAMPLES {
-                    summary.examples.push((i + 2, reason));
+                    summary.examples.push((i + 2, reason.to_string()));
                 }
             }
         }
@@ -469,7 +501,7 @@ async fn insert_once(pool: &PgPool, batch: &[Valid]) -> Result<Vec<String>, sqlx
 
 /// The shift that moves a file's newest `requested_datetime` to now, so the sample city is
 /// live (updates and closings it moves past now are clamped to now by the import).
-pub fn shift_to_now(rows: &[Result<Row, String>]) -> Duration {
+pub fn shift_to_now(rows: &[Result<Row, RowError>]) -> Duration {
     let newest = rows
         .iter()
         .filter_map(|r| r.as_ref().ok())
@@ -486,7 +518,7 @@ mod tests {
 
     #[test]
     fn the_demo_shift_makes_the_newest_report_now_and_puts_no_time_in_the_future() {
-        let c = Catalogue::parse(crate::reports::catalogue::DEFAULT_CATALOGUE).unwrap();
+        let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
         let row = |req: &str, upd: &str| Row {
             service_code: Some("bulky-items".into()),
             status: Some("closed".into()),
@@ -542,7 +574,7 @@ mod tests {
 
     #[test]
     fn rows_without_coordinates_or_with_bad_ones_are_rejected_with_a_reason() {
-        let c = Catalogue::parse(crate::reports::catalogue::DEFAULT_CATALOGUE).unwrap();
+        let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
         let base = Row {
             service_code: Some("bulky-items".into()),
             status: Some("open".into()),
@@ -550,17 +582,16 @@ mod tests {
             ..Row::default()
         };
         let no_coords = validate(base.clone(), &c, Duration::zero()).unwrap_err();
-        assert!(no_coords.contains("coordinates"));
+        assert_eq!(no_coords, RowError::NoCoordinates);
         let nan = Row {
             lat: Some(f64::NAN),
             lon: Some(-118.0),
             ..base.clone()
         };
-        assert!(
-            validate(nan, &c, Duration::zero())
-                .unwrap_err()
-                .contains("latitude")
-        );
+        assert!(matches!(
+            validate(nan, &c, Duration::zero()),
+            Err(RowError::Position(crate::geo::PositionError::Latitude(_)))
+        ));
         let ok = Row {
             lat: Some(34.0),
             lon: Some(-118.0),
@@ -575,10 +606,9 @@ mod tests {
             lon: Some(-118.0),
             ..base
         };
-        assert!(
-            validate(unknown, &c, Duration::zero())
-                .unwrap_err()
-                .contains("catalogue")
+        assert_eq!(
+            validate(unknown, &c, Duration::zero()).unwrap_err(),
+            RowError::UnknownService("nope".into())
         );
     }
 }

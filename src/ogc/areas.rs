@@ -7,14 +7,42 @@ use sqlx::PgPool;
 
 use super::store::{self, NewArea};
 
+/// Why an areas file cannot be loaded; names the file and the feature at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AreasError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("not a GeoJSON FeatureCollection")]
+    NotFeatureCollection,
+    #[error("feature {0} has no slug, id, external_id or name")]
+    NoId(usize),
+    #[error("feature {index} ({id}) is a {kind:?}, not a (Multi)Polygon")]
+    NotPolygon {
+        index: usize,
+        id: String,
+        kind: String,
+    },
+    #[error("areas file {path}: {source}")]
+    File {
+        path: String,
+        source: Box<AreasError>,
+    },
+    #[error("areas file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not store the areas of {path}: {source}")]
+    Store { path: String, source: sqlx::Error },
+}
+
 /// Reads the areas of a `FeatureCollection`: id from `slug`, the feature id, `external_id` or
 /// `name` (the first present), name from `name`, kind from `kind`.
-pub fn parse(text: &str) -> Result<Vec<NewArea>, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse(text: &str) -> Result<Vec<NewArea>, AreasError> {
+    let doc: serde_json::Value = serde_json::from_str(text)?;
     let features = doc["features"]
         .as_array()
-        .ok_or("not a GeoJSON FeatureCollection")?;
+        .ok_or(AreasError::NotFeatureCollection)?;
     features
         .iter()
         .enumerate()
@@ -29,12 +57,14 @@ pub fn parse(text: &str) -> Result<Vec<NewArea>, String> {
                 .or_else(|| text(&f["id"]))
                 .or_else(|| text(&p["external_id"]))
                 .or_else(|| text(&p["name"]))
-                .ok_or_else(|| format!("feature {i} has no slug, id, external_id or name"))?;
+                .ok_or(AreasError::NoId(i))?;
             let kind = f["geometry"]["type"].as_str().unwrap_or("");
             if kind != "Polygon" && kind != "MultiPolygon" {
-                return Err(format!(
-                    "feature {i} ({id}) is a {kind:?}, not a (Multi)Polygon"
-                ));
+                return Err(AreasError::NotPolygon {
+                    index: i,
+                    id,
+                    kind: kind.to_owned(),
+                });
             }
             Ok(NewArea {
                 name: text(&p["name"]).unwrap_or_else(|| id.clone()),
@@ -47,13 +77,22 @@ pub fn parse(text: &str) -> Result<Vec<NewArea>, String> {
 }
 
 /// Replaces the stored areas with those of the file; returns how many there are.
-pub async fn load_file(pool: &PgPool, path: &Path) -> Result<usize, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("areas file {}: {e}", path.display()))?;
-    let areas = parse(&text).map_err(|e| format!("areas file {}: {e}", path.display()))?;
+pub async fn load_file(pool: &PgPool, path: &Path) -> Result<usize, AreasError> {
+    let name = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| AreasError::Read {
+        path: name(),
+        source,
+    })?;
+    let areas = parse(&text).map_err(|e| AreasError::File {
+        path: name(),
+        source: Box::new(e),
+    })?;
     store::replace_areas(pool, &areas)
         .await
-        .map_err(|e| format!("could not store the areas of {}: {e}", path.display()))?;
+        .map_err(|source| AreasError::Store {
+            path: name(),
+            source,
+        })?;
     Ok(areas.len())
 }
 

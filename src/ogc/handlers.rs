@@ -377,7 +377,7 @@ async fn incidents_page(
 fn parse_bbox(p: &ItemsParams) -> Result<Option<BBox>, AppError> {
     p.bbox
         .as_deref()
-        .map(|b| BBox::parse(b).map_err(|m| AppError::bad_field("bbox", m)))
+        .map(|b| BBox::parse(b).map_err(|m| AppError::bad_field("bbox", m.to_string())))
         .transpose()
 }
 

@@ -2,8 +2,11 @@
 //! definitions, requests (GET with the spec's filters and the area/paging/extensions
 //! additions, POST form-encoded with an `api_key`), one request, tokens.
 
+pub mod form;
+pub mod format;
 pub mod handlers;
-pub mod model;
+pub mod query;
+pub mod response;
 pub mod search;
 pub mod xml;
 

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::model::{Area, RequestsQuery};
+use super::query::{Area, RequestsQuery};
 use crate::app::AppState;
-use crate::reports::model::Report;
+use crate::domain::Report;
+use crate::domain::Source;
 use crate::reports::store::{self, ListFilter};
 use crate::spatial_index::Incident;
-use crate::spatial_index::http::Source;
 
 /// The requests a query asks for, newest first (ties by id, descending), one page of them.
 pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
@@ -20,7 +20,7 @@ pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sq
         // The spec: service_request_id overrides every other argument.
         let f = ListFilter {
             references: q.lookup_keys(),
-            limit: i64::from(super::model::MAX_PAGE_SIZE),
+            limit: i64::from(super::query::MAX_PAGE_SIZE),
             ..ListFilter::default()
         };
         return store::list(&state.pool, &f).await;

@@ -9,6 +9,7 @@ pub mod process;
 pub mod s3;
 pub mod storage;
 pub mod store;
+pub mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub struct Photos {
 impl Photos {
     /// An S3-compatible bucket (`CITYPIN_PHOTO_STORE=s3://…`), or a local store under
     /// `CITYPIN_PHOTO_DIR` (default `<data dir>/photos`).
-    pub fn new(settings: &Settings) -> Result<Self, String> {
+    pub fn new(settings: &Settings) -> Result<Self, s3::S3SetupError> {
         let storage: Arc<dyn PhotoStore> = match &settings.photo_store {
             PhotoStoreSetting::S3(s3) => {
                 tracing::info!(
@@ -213,10 +214,7 @@ pub async fn attach(
     caller: &Caller,
 ) -> Result<(), AppError> {
     use crate::reports::store as reports;
-    let actor = reports::Actor {
-        role: caller.actor_role(),
-        token: caller.token_id(),
-    };
+    let actor = caller.actor();
     let mut tx = state.pool.begin().await?;
     reports::lock(&mut tx, report)
         .await?

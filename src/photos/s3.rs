@@ -30,8 +30,17 @@ pub struct S3Store {
     client: reqwest::Client,
 }
 
+/// Why the S3 photo store cannot be set up from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum S3SetupError {
+    #[error("CITYPIN_S3_ENDPOINT and bucket do not make a bucket URL: {0}")]
+    BucketUrl(String),
+    #[error("could not build the S3 client: {0}")]
+    Client(reqwest::Error),
+}
+
 impl S3Store {
-    pub fn new(settings: &S3Settings) -> Result<Self, String> {
+    pub fn new(settings: &S3Settings) -> Result<Self, S3SetupError> {
         let style = if settings.path_style {
             UrlStyle::Path
         } else {
@@ -43,7 +52,7 @@ impl S3Store {
             settings.bucket.clone(),
             settings.region.clone(),
         )
-        .map_err(|e| format!("CITYPIN_S3_ENDPOINT and bucket do not make a bucket URL: {e:?}"))?;
+        .map_err(|e| S3SetupError::BucketUrl(format!("{e:?}")))?;
         let key = settings.access_key_id.clone();
         let secret = settings.secret_access_key.expose().to_owned();
         let credentials = match &settings.session_token {
@@ -54,7 +63,7 @@ impl S3Store {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| format!("could not build the S3 client: {}", e.without_url()))?;
+            .map_err(|e| S3SetupError::Client(e.without_url()))?;
         Ok(Self {
             bucket,
             credentials,

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::{PhotoKind, PhotoView, Size, StoredPhoto};
 use super::storage::ContentHash;
-use crate::reports::store::Actor;
+use crate::domain::Actor;
 
 /// References `photos` from `report`, inside the caller's transaction.
 pub async fn insert(

@@ -6,9 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::model::{
-    CONSENT_TEXT, Channel, Contact, HistoryEvent, NewReport, Reference, Report, Status, h3_cell_i64,
-};
+use super::model::HistoryEvent;
+use crate::domain::{Actor, CONSENT_TEXT, Channel, Contact, Report, ReportKey, Status};
 use crate::geo::BBox;
 
 /// The columns that make a [`Report`], for `SELECT ... FROM reports r`.
@@ -20,85 +19,6 @@ pub const REPORT_COLUMNS: &str =
     (SELECT p.reference FROM reports p WHERE p.id = r.duplicate_of) AS duplicate_of_reference,
     r.supporters, r.media_url, r.attributes, r.hidden, r.change_seq";
 
-/// Who made a change, for the history.
-#[derive(Clone, Copy, Debug)]
-pub struct Actor<'a> {
-    pub role: &'a str,
-    pub token: Option<Uuid>,
-}
-
-/// Stores a new report, its reporter (if any), its `created` event and an outbox event.
-/// Retries with a fresh reference on the (rare) collision.
-pub async fn insert(
-    conn: &mut PgConnection,
-    new: &NewReport,
-    agency: &str,
-    sla_hours: Option<i32>,
-    actor: Actor<'_>,
-    now: DateTime<Utc>,
-) -> Result<Report, sqlx::Error> {
-    let reporter_id = match &new.contact {
-        Some(c) => Some(insert_contact(conn, c, new.channel, actor, now).await?),
-        None => None,
-    };
-    let id = Uuid::now_v7();
-    let due_at = sla_hours.map(|h| now + chrono::Duration::hours(i64::from(h)));
-    for attempt in 0..5 {
-        let reference = Reference::random();
-        let inserted = sqlx::query(
-            "INSERT INTO reports (id, reference, service_code, status, description, address, zipcode,
-                 agency, channel, location, h3_cell, requested_at, updated_at, due_at, media_url,
-                 attributes, reporter_id, created_by)
-             VALUES ($1, $2, $3, 'new', $4, $5, $6, $7, $8, ST_SetSRID(ST_MakePoint($9, $10), 4326),
-                 $11, $12, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (reference) DO NOTHING",
-        )
-        .bind(id)
-        .bind(reference.as_str())
-        .bind(new.service_code.as_str())
-        .bind(new.description.as_str())
-        .bind(&new.address)
-        .bind(&new.zipcode)
-        .bind(agency)
-        .bind(new.channel.as_str())
-        .bind(new.position.lon())
-        .bind(new.position.lat())
-        .bind(h3_cell_i64(new.position))
-        .bind(now)
-        .bind(due_at)
-        .bind(&new.media_url)
-        .bind(serde_json::Value::Object(new.attributes.clone()))
-        .bind(reporter_id)
-        .bind(actor.token)
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            break;
-        }
-        if attempt == 4 {
-            return Err(sqlx::Error::Protocol(
-                "could not draw a unique reference".into(),
-            ));
-        }
-    }
-    if let Some(reporter) = reporter_id {
-        subscribe(conn, id, reporter).await?;
-    }
-    insert_event(
-        conn,
-        id,
-        "created",
-        None,
-        Some(Status::New),
-        None,
-        actor,
-        serde_json::json!({}),
-    )
-    .await?;
-    outbox(conn, id, "report.created", serde_json::json!({})).await?;
-    fetch(conn, id).await?.ok_or(sqlx::Error::RowNotFound)
-}
-
 /// Stores the contact a report came with, and what its owner agreed to.
 pub async fn insert_contact(
     conn: &mut PgConnection,
@@ -109,194 +29,6 @@ pub async fn insert_contact(
 ) -> Result<Uuid, sqlx::Error> {
     let consent = consent_text(conn, channel, actor).await?;
     insert_reporter(conn, c, now, &consent).await
-}
-
-/// The duplicate link an intake writes with its report (decided under the area lock).
-pub struct IntakeLink<'a> {
-    pub parent: Uuid,
-    pub parent_note: &'a str,
-    /// Recorded on both reports' events and on the outbox event.
-    pub data: &'a serde_json::Value,
-}
-
-/// Everything one intake writes, in one statement (see [`insert_intake`]).
-pub struct IntakeWrite<'a> {
-    /// The row as it is to be stored (status `new`, or `duplicate` with its parent).
-    pub report: &'a Report,
-    pub reporter: Option<Uuid>,
-    pub actor: Actor<'a>,
-    pub link: Option<IntakeLink<'a>>,
-    /// The response a replay of the claimed `Idempotency-Key` returns: scope, key, body.
-    pub response: Option<(&'a str, &'a str, &'a serde_json::Value)>,
-}
-
-/// Writes a new report in one statement, the intake's only write round trip: the report (its
-/// reference unique), its reporter's subscription, its `created` event and outbox event, and,
-/// when it is a duplicate, the link (events on both reports, the reporter subscribed to the
-/// parent, the parent's supporters raised, a `report.duplicate` outbox event), and the stored
-/// response of its idempotency key. Returns `None`, having written nothing, when the reference
-/// is taken (draw another), else the new row's change sequence and the parent as it now is.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one statement: a CTE per table it writes, each with its bound values"
-)]
-pub async fn insert_intake(
-    conn: &mut PgConnection,
-    w: &IntakeWrite<'_>,
-) -> Result<Option<(i64, Option<Report>)>, sqlx::Error> {
-    use sqlx::{FromRow, Row};
-    let r = w.report;
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH ins AS (INSERT INTO reports (id, reference, service_code, status, status_notes,
-             description, address, zipcode, agency, channel, location, h3_cell, requested_at,
-             updated_at, closed_at, due_at, duplicate_of, supporters, media_url, attributes,
-             reporter_id, created_by) VALUES (",
-    );
-    {
-        let mut v = q.separated(", ");
-        v.push_bind(r.id)
-            .push_bind(&r.reference)
-            .push_bind(&r.service_code)
-            .push_bind(r.status().as_str())
-            .push_bind(&r.status_notes)
-            .push_bind(&r.description)
-            .push_bind(&r.address)
-            .push_bind(&r.zipcode)
-            .push_bind(&r.agency)
-            .push_bind(&r.channel);
-        v.push("ST_SetSRID(ST_MakePoint(")
-            .push_bind_unseparated(r.lon)
-            .push_unseparated(", ")
-            .push_bind_unseparated(r.lat)
-            .push_unseparated("), 4326)");
-        v.push_bind(r.h3_cell)
-            .push_bind(r.requested_at)
-            .push_bind(r.updated_at)
-            .push_bind(r.closed_at)
-            .push_bind(r.due_at)
-            .push_bind(r.duplicate_of)
-            .push_bind(r.supporters)
-            .push_bind(&r.media_url)
-            .push_bind(&r.attributes)
-            .push_bind(w.reporter)
-            .push_bind(w.actor.token);
-    }
-    q.push(
-        ") ON CONFLICT (reference) DO NOTHING RETURNING id, change_seq),
-         ev AS (INSERT INTO report_events
-             (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
-             SELECT ",
-    )
-    .push_bind(Uuid::now_v7())
-    .push(", id, 'created', NULL, 'new', NULL, ")
-    .push_bind(w.actor.role)
-    .push(", ")
-    .push_bind(w.actor.token)
-    .push(
-        ", '{}' FROM ins),
-         ob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
-    )
-    .push_bind(Uuid::now_v7())
-    .push(", id, 'report.created', '{}' FROM ins)");
-    if let Some(reporter) = w.reporter {
-        q.push(
-            ", sub AS (INSERT INTO report_subscriptions (report_id, reporter_id)
-             SELECT id, ",
-        )
-        .push_bind(reporter)
-        .push(" FROM ins");
-        if let Some(l) = &w.link {
-            q.push(" UNION ALL SELECT ")
-                .push_bind(l.parent)
-                .push(", ")
-                .push_bind(reporter)
-                .push(" FROM ins");
-        }
-        q.push(" ON CONFLICT DO NOTHING)");
-    }
-    if let Some((scope, key, body)) = w.response {
-        q.push(", idem AS (UPDATE idempotency_keys SET response_status = 201, response_body = ")
-            .push_bind(body)
-            .push(", report_id = ")
-            .push_bind(r.id)
-            .push(" WHERE scope = ")
-            .push_bind(scope)
-            .push(" AND key = ")
-            .push_bind(key)
-            .push(" AND EXISTS (SELECT 1 FROM ins))");
-    }
-    if let Some(l) = &w.link {
-        q.push(
-            ", lev AS (INSERT INTO report_events
-                 (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
-             SELECT ",
-        )
-        .push_bind(Uuid::now_v7())
-        .push(", id, 'duplicate', 'new', 'duplicate', ")
-        .push_bind(&r.status_notes)
-        .push(", ")
-        .push_bind(w.actor.role)
-        .push(", ")
-        .push_bind(w.actor.token)
-        .push(", ")
-        .push_bind(l.data)
-        .push(" FROM ins UNION ALL SELECT ")
-        .push_bind(Uuid::now_v7())
-        .push(", ")
-        .push_bind(l.parent)
-        .push(", 'duplicate', NULL, NULL, ")
-        .push_bind(l.parent_note)
-        .push(", ")
-        .push_bind(w.actor.role)
-        .push(", ")
-        .push_bind(w.actor.token)
-        .push(", ")
-        .push_bind(l.data)
-        .push(
-            " FROM ins),
-             lob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
-        )
-        .push_bind(Uuid::now_v7())
-        .push(", id, 'report.duplicate', ")
-        .push_bind(l.data)
-        .push(
-            " FROM ins),
-             par AS (UPDATE reports r SET supporters = GREATEST(r.supporters + 1, 0),
-                 updated_at = now() WHERE r.id = ",
-        )
-        .push_bind(l.parent)
-        .push(format!(
-            " AND EXISTS (SELECT 1 FROM ins) RETURNING {REPORT_COLUMNS})
-             SELECT ins.change_seq AS new_change_seq, par.* FROM ins LEFT JOIN par ON true"
-        ));
-    } else {
-        q.push(" SELECT change_seq AS new_change_seq FROM ins");
-    }
-    let Some(row) = q.build().fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    let change_seq: i64 = row.try_get("new_change_seq")?;
-    let parent = match &w.link {
-        Some(_) => Some(Report::from_row(&row)?),
-        None => None,
-    };
-    Ok(Some((change_seq, parent)))
-}
-
-/// The stored response of an `Idempotency-Key` seen before: the hash of its first request
-/// body, the status and the body. Waits for a twin still in flight (its row lock).
-pub async fn stored_response(
-    conn: &mut PgConnection,
-    scope: &str,
-    key: &str,
-) -> Result<Option<(Vec<u8>, i16, serde_json::Value)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-    )
-    .bind(scope)
-    .bind(key)
-    .fetch_optional(conn)
-    .await
 }
 
 /// What the citizen agreed to. Details an Open311 client sends were given to that client, so
@@ -332,8 +64,8 @@ async fn insert_reporter(
     )
     .bind(id)
     .bind(&c.name)
-    .bind(&c.email)
-    .bind(&c.phone)
+    .bind(c.email.as_ref().map(crate::domain::Email::as_str))
+    .bind(c.phone.as_ref().map(crate::domain::Phone::as_written))
     .bind(now)
     .bind(consent_text)
     .bind(c.notify)
@@ -352,7 +84,7 @@ pub async fn add_subscriber(
     subscribe(conn, report, reporter).await
 }
 
-async fn subscribe(
+pub async fn subscribe(
     conn: &mut PgConnection,
     report: Uuid,
     reporter: Uuid,
@@ -462,26 +194,29 @@ pub async fn histories(
     Ok(out)
 }
 
-/// Finds a report by its id, its reference (typed loosely) or its imported id.
-pub async fn find(pool: &PgPool, key: &str) -> Result<Option<Report>, sqlx::Error> {
-    let key = key.trim();
+/// Finds a report by its id, its reference or its imported id.
+pub async fn find(pool: &PgPool, key: &ReportKey) -> Result<Option<Report>, sqlx::Error> {
     let q = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE ");
-    if let Ok(id) = Uuid::parse_str(key) {
-        return sqlx::query_as(&(q + "r.id = $1"))
-            .bind(id)
-            .fetch_optional(pool)
-            .await;
+    match key {
+        ReportKey::Id(id) => {
+            sqlx::query_as(&(q + "r.id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        }
+        ReportKey::Reference(reference) => {
+            sqlx::query_as(&(q + "r.reference = $1"))
+                .bind(reference.as_str())
+                .fetch_optional(pool)
+                .await
+        }
+        ReportKey::External(external) => {
+            sqlx::query_as(&(q + "r.external_id = $1"))
+                .bind(external)
+                .fetch_optional(pool)
+                .await
+        }
     }
-    if let Some(reference) = Reference::parse(key) {
-        return sqlx::query_as(&(q + "r.reference = $1"))
-            .bind(reference.as_str())
-            .fetch_optional(pool)
-            .await;
-    }
-    sqlx::query_as(&(q + "r.external_id = $1"))
-        .bind(key)
-        .fetch_optional(pool)
-        .await
 }
 
 /// Locks a report row for an update in the caller's transaction.
@@ -568,7 +303,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         q.push(" AND r.updated_at > ").push_bind(t);
     }
     if let Some(b) = f.bbox {
-        crate::db::sql::push_bbox_filter(&mut q, b, "r.location && ", "");
+        crate::db::sql::push_bbox_filter(&mut q, b, "ST_Intersects(r.location, ", ")");
     }
     if let Some((lon, lat, radius)) = f.near {
         // The GiST prefilter: without a `location &&` box the geography test scans every row

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Incident;
+use crate::domain::Status;
 use crate::geo::Position;
-use crate::reports::model::Status;
 
 /// One incident as the index stores it: names interned as `u16`, the reference as its 12
 /// bytes, times as microseconds since the epoch, no parent as the nil UUID.

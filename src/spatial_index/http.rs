@@ -11,18 +11,17 @@ use uuid::Uuid;
 
 use super::Hit;
 use crate::app::AppState;
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
+use crate::catalogue::Catalogue;
+use crate::domain::{RadiusMeters, Source, Status};
 use crate::error::{AppError, FieldError, Query};
+use crate::geo::position_from_fields;
 use crate::geo::{Position, round7};
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::{Status, parse_position};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/incidents/nearby", get(nearby))
 }
 
-/// Largest radius a nearby query may ask for, in metres.
-pub const MAX_RADIUS_M: f64 = 50_000.0;
 /// Largest number of incidents one nearby query returns.
 pub const MAX_LIMIT: usize = 500;
 
@@ -38,16 +37,6 @@ pub struct NearbyParams {
     source: Option<String>,
 }
 
-/// Where a nearby query is answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The live in-memory index: the serving path.
-    Index,
-    /// The same query in `PostGIS`: for verifying the index and as the benchmark baseline.
-    /// Staff only, since a public slow path invites abuse.
-    Postgis,
-}
-
 /// A parsed nearby query.
 pub struct NearbyQuery {
     pub center: crate::geo::Position,
@@ -61,14 +50,10 @@ pub struct NearbyQuery {
 impl NearbyParams {
     pub fn parse(self) -> Result<NearbyQuery, AppError> {
         let mut errors = Vec::new();
-        let center = parse_position(self.lon, self.lat, "lon", "lat", &mut errors);
-        let radius_m = self.radius_m.unwrap_or(500.0);
-        if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= MAX_RADIUS_M) {
-            errors.push(FieldError::new(
-                "radius_m",
-                format!("must be a number of metres in (0, {MAX_RADIUS_M}]"),
-            ));
-        }
+        let center = position_from_fields(self.lon, self.lat, "lon", "lat", &mut errors);
+        let radius_m = RadiusMeters::new(self.radius_m.unwrap_or(500.0))
+            .map_err(|e| errors.push(FieldError::new("radius_m", e.to_string())))
+            .map_or(0.0, RadiusMeters::get);
         let limit = self.limit.unwrap_or(50);
         if limit == 0 || limit > MAX_LIMIT {
             errors.push(FieldError::new(
@@ -77,7 +62,7 @@ impl NearbyParams {
             ));
         }
         let statuses = Status::parse_filter(self.status.as_deref().unwrap_or("open"))
-            .map_err(|m| errors.push(FieldError::new("status", m)))
+            .map_err(|e| errors.push(FieldError::new("status", e.to_string())))
             .unwrap_or_default();
         let service_codes: Vec<String> = self
             .service_code
@@ -88,14 +73,10 @@ impl NearbyParams {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        let source = match self.source.as_deref().unwrap_or("index") {
-            "index" => Source::Index,
-            "postgis" => Source::Postgis,
-            _ => {
-                errors.push(FieldError::new("source", "must be index or postgis"));
-                Source::Index
-            }
-        };
+        let source = Source::parse(self.source.as_deref()).unwrap_or_else(|e| {
+            errors.push(FieldError::new("source", e.to_string()));
+            Source::Index
+        });
         match center {
             Some(center) if errors.is_empty() => Ok(NearbyQuery {
                 center,
@@ -116,11 +97,8 @@ async fn nearby(
     Query(params): Query<NearbyParams>,
 ) -> Result<Response, AppError> {
     let q = params.parse()?;
+    caller.require_source(q.source, "query nearby incidents from PostGIS")?;
     if q.source == Source::Postgis {
-        caller.require(
-            |r| matches!(r, Role::Analyst | Role::Admin),
-            "query nearby incidents from PostGIS",
-        )?;
         let rows = super::store::nearby(
             &state.pool,
             q.center,

@@ -50,8 +50,8 @@ pub fn arc_m(chord2: f64) -> f64 {
 
 /// A 3-D box that contains the part of the sphere inside a plain (non-crossing) lon/lat box.
 pub fn envelope(part: &BBox) -> rstar::AABB<Point3> {
-    let (la0, la1) = (part.min_lat.to_radians(), part.max_lat.to_radians());
-    let (lo0, lo1) = (part.min_lon.to_radians(), part.max_lon.to_radians());
+    let (la0, la1) = (part.min_lat().to_radians(), part.max_lat().to_radians());
+    let (lo0, lo1) = (part.min_lon().to_radians(), part.max_lon().to_radians());
     // cos(lat) over [la0, la1]: largest at the latitude nearest the equator.
     let cos_lo = la0.cos().min(la1.cos());
     let cos_hi = if la0 <= 0.0 && la1 >= 0.0 {
@@ -159,8 +159,8 @@ mod tests {
             let env: AABB<Point3> = envelope(&b);
             for i in 0..=20 {
                 for j in 0..=20 {
-                    let lon = b.min_lon + (b.max_lon - b.min_lon) * f64::from(i) / 20.0;
-                    let lat = b.min_lat + (b.max_lat - b.min_lat) * f64::from(j) / 20.0;
+                    let lon = b.min_lon() + (b.max_lon() - b.min_lon()) * f64::from(i) / 20.0;
+                    let lat = b.min_lat() + (b.max_lat() - b.min_lat()) * f64::from(j) / 20.0;
                     assert!(
                         env.contains_point(&unit_vector(p(lon, lat))),
                         "{b:?} ({lon}, {lat})"

@@ -8,9 +8,9 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::compact::{Names, Record, reference_bytes};
+use crate::catalogue::Catalogue;
+use crate::domain::Status;
 use crate::geo::Position;
-use crate::reports::catalogue::Catalogue;
-use crate::reports::model::{Status, StatusColumn};
 
 const COLUMNS: &str = "r.id, r.reference, ST_X(r.location) AS lon, ST_Y(r.location) AS lat,
     r.service_code, r.status, r.requested_at, r.updated_at, r.supporters, r.duplicate_of,
@@ -25,7 +25,7 @@ pub struct IndexRow {
     pub lat: f64,
     pub service_code: String,
     #[sqlx(try_from = "String")]
-    pub status: StatusColumn,
+    pub status: Status,
     pub requested_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub supporters: i32,
@@ -46,7 +46,7 @@ impl IndexRow {
                 .unwrap_or_else(|_| unreachable!("reports_location_valid")),
             service_code: Arc::from(self.service_code.as_str()),
             group: Arc::from(super::group_of(catalogue, &self.service_code)),
-            status: self.status.0,
+            status: self.status,
             requested_at: self.requested_at,
             updated_at: self.updated_at,
             supporters: self.supporters,
@@ -71,7 +71,7 @@ impl IndexRow {
             reference: reference_bytes(&self.reference),
             service: names.intern(&self.service_code),
             group: names.intern(super::group_of(catalogue, &self.service_code)),
-            status: self.status.0 as u8,
+            status: self.status as u8,
         }
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::SpatialIndex;
 use super::store::{self, IndexRow};
-use crate::reports::catalogue::Catalogue;
+use crate::catalogue::Catalogue;
 
 /// The channel the `reports_touch` trigger notifies.
 pub const CHANNEL: &str = "citypin_reports";

@@ -10,8 +10,8 @@ use super::hotspots::{self, HotspotCounts};
 use super::model::TileFilter;
 use super::mvt::{self, EXTENT, LayerBuilder, Prop};
 use super::pyramid::Pyramid;
+use crate::domain::Status;
 use crate::geo::{Position, TileCoord, TileId};
-use crate::reports::model::Status;
 use crate::spatial_index::{Compact, SpatialIndex};
 
 /// From this zoom on, a tile shows every incident as a point (when there are not too many).
@@ -139,10 +139,10 @@ impl NearTile {
 
     fn may_hold(&self, p: Position) -> bool {
         let b = &self.0;
-        p.lon() >= b.min_lon - Self::SLACK_DEG
-            && p.lon() <= b.max_lon + Self::SLACK_DEG
-            && p.lat() >= b.min_lat - Self::SLACK_DEG
-            && p.lat() <= b.max_lat + Self::SLACK_DEG
+        p.lon() >= b.min_lon() - Self::SLACK_DEG
+            && p.lon() <= b.max_lon() + Self::SLACK_DEG
+            && p.lat() >= b.min_lat() - Self::SLACK_DEG
+            && p.lat() <= b.max_lat() + Self::SLACK_DEG
     }
 }
 
@@ -312,8 +312,8 @@ impl<'a> IncidentWriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Status;
     use crate::geo::Position;
-    use crate::reports::model::Status;
     use crate::spatial_index::Incident;
     use crate::tiles::mvt::Tile;
     use prost::Message as _;

@@ -189,7 +189,7 @@ mod tests {
             position: Position::new(lon, lat).unwrap(),
             service_code: Arc::from("pothole"),
             group: Arc::from(group),
-            status: crate::reports::model::Status::New,
+            status: crate::domain::Status::New,
             requested_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             supporters: 0,
@@ -213,7 +213,7 @@ mod tests {
     fn clusters_nest_across_zooms_and_never_straddle_a_tile_edge() {
         // Points on both sides of the z10 tile edge through LA, a few metres apart.
         let t = TileId::containing(Position::new(-118.25, 34.05).unwrap(), 10);
-        let edge = t.bbox().max_lon;
+        let edge = t.bbox().max_lon();
         let pts = compact(
             (0..40)
                 .map(|i| {

@@ -33,14 +33,9 @@ pub fn margin_deg(z: u8, lat: f64) -> (f64, f64) {
 /// The area a tile's build reads from the index: the tile plus the hotspot margin.
 pub fn query_area(tile: TileId) -> BBox {
     let b = tile.bbox();
-    let lat = b.min_lat.abs().max(b.max_lat.abs());
+    let lat = b.min_lat().abs().max(b.max_lat().abs());
     let (dlon, dlat) = margin_deg(tile.z(), lat);
-    BBox {
-        min_lon: (b.min_lon - dlon).max(-180.0),
-        min_lat: (b.min_lat - dlat).max(-90.0),
-        max_lon: (b.max_lon + dlon).min(180.0),
-        max_lat: (b.max_lat + dlat).min(90.0),
-    }
+    b.expanded(dlon, dlat)
 }
 
 /// Incident counts per H3 cell at the zoom's resolution.

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use super::build::{self, CLUSTERS, HOTSPOTS, INCIDENTS, MAX_ZOOM};
 use super::cache::CachedTile;
-use super::model::{FilterParams, Source};
+use super::model::FilterParams;
 use crate::app::AppState;
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
+use crate::domain::Source;
 use crate::error::{AppError, Path, Query};
 use crate::geo::TileId;
 
@@ -33,11 +34,8 @@ pub async fn tile(
     let tile = parse_tile(&z, &x, &y)?;
     let (filter, source) = params.parse_with_source()?;
     let today = chrono::Utc::now().date_naive();
+    caller.require_source(source, "build tiles in PostGIS")?;
     if source == Source::Postgis {
-        caller.require(
-            |r| matches!(r, Role::Analyst | Role::Admin),
-            "build tiles in PostGIS",
-        )?;
         if tile.z() < build::POINT_MIN_ZOOM {
             return Err(AppError::bad_field(
                 "z",

@@ -4,8 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use crate::domain::{ServiceCode, Source, Status};
 use crate::error::{AppError, FieldError};
-use crate::reports::model::{ServiceCode, Status};
 use crate::spatial_index::Incident;
 
 /// The query string of `/tiles/...` and `/tiles.json`, as sent.
@@ -18,17 +18,6 @@ pub struct FilterParams {
     end: Option<String>,
     /// `index` (default) or `postgis`: who answers a tile (see [`Source`]).
     source: Option<String>,
-}
-
-/// Who answers a tile request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The live index, through the tile cache: the serving path.
-    Index,
-    /// `PostGIS` `ST_AsMVT` on the reports table, uncached, `incidents` layer only: the
-    /// benchmark baseline and a cross-check of the index. Staff only (a public slow path
-    /// invites abuse).
-    Postgis,
 }
 
 /// Which incidents a tile shows.
@@ -62,27 +51,25 @@ fn default_statuses() -> Vec<Status> {
 }
 
 impl FilterParams {
-    /// The filter and who is to answer (`source`).
+    /// The filter and who is to answer (`source`: the live index through the tile cache, or
+    /// `PostGIS` `ST_AsMVT` on the reports table, uncached, `incidents` layer only, for staff).
+    /// Every value at fault is named at once (400).
     pub fn parse_with_source(mut self) -> Result<(TileFilter, Source), AppError> {
-        let source = match self.source.take().as_deref() {
-            None | Some("index") => Ok(Source::Index),
-            Some("postgis") => Ok(Source::Postgis),
-            Some(_) => Err(FieldError::new("source", "must be index or postgis")),
-        };
-        match (self.parse(), source) {
-            (Ok(f), Ok(s)) => Ok((f, s)),
-            (Err(AppError::Invalid(mut errors)), Err(e)) => {
-                errors.push(e);
-                Err(AppError::Invalid(errors))
-            }
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(AppError::Invalid(vec![e])),
-        }
+        let mut errors = Vec::new();
+        let source = Source::parse(self.source.take().as_deref()).unwrap_or_else(|e| {
+            errors.push(FieldError::new("source", e.to_string()));
+            Source::Index
+        });
+        let filter = self.parse_into(errors)?;
+        Ok((filter, source))
     }
 
     /// The filter alone; `source` is refused here (it only means something for a tile).
     pub fn parse(self) -> Result<TileFilter, AppError> {
-        let mut errors = Vec::new();
+        self.parse_into(Vec::new())
+    }
+
+    fn parse_into(self, mut errors: Vec<FieldError>) -> Result<TileFilter, AppError> {
         if self.source.is_some() {
             errors.push(FieldError::new(
                 "source",
@@ -100,7 +87,7 @@ impl FilterParams {
         {
             match ServiceCode::parse(code) {
                 Ok(c) => service_codes.push(c.as_str().to_owned()),
-                Err(m) => errors.push(FieldError::new("service_code", m)),
+                Err(m) => errors.push(FieldError::new("service_code", m.to_string())),
             }
         }
         service_codes.sort();
@@ -108,7 +95,7 @@ impl FilterParams {
         let statuses = match self.status.as_deref() {
             None => default_statuses(),
             Some(s) => Status::parse_filter(s).unwrap_or_else(|m| {
-                errors.push(FieldError::new("status", m));
+                errors.push(FieldError::new("status", m.to_string()));
                 Vec::new()
             }),
         };
@@ -127,7 +114,7 @@ impl FilterParams {
                 end,
             })
         } else {
-            Err(AppError::Invalid(errors))
+            Err(AppError::bad_fields(errors))
         }
     }
 }
@@ -286,12 +273,15 @@ mod tests {
             f.query_string(),
             "start=2024-01-01T00%3A00%3A00Z&end=2024-01-31T23%3A59%3A59.999999999Z"
         );
-        let Err(AppError::Invalid(errors)) =
-            params(Some("Pot Hole"), Some("opened"), Some("yesterday"), None).parse()
-        else {
-            panic!("expected 422");
-        };
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let err = params(Some("Pot Hole"), Some("opened"), Some("yesterday"), None)
+            .parse()
+            .unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
+        let fields: Vec<&str> = err
+            .field_errors()
+            .iter()
+            .map(|e| e.field.as_str())
+            .collect();
         assert_eq!(fields, ["service_code", "status", "start"]);
         assert!(
             params(None, None, Some("2024-02-01"), Some("2024-01-01"))

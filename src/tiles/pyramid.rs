@@ -324,8 +324,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::domain::Status;
     use crate::geo::REPORT_H3_RESOLUTION;
-    use crate::reports::model::Status;
     use crate::spatial_index::Incident;
 
     fn incident(n: u32, lon: f64, lat: f64) -> Incident {

@@ -601,3 +601,55 @@ async fn pages_are_json_by_default_and_html_for_browsers(pool: PgPool) {
     );
     assert!(html.text().await.unwrap().contains("<h1>Collections</h1>"));
 }
+
+/// Points a fraction of a metre outside a bbox, closer than the single-precision boxes the
+/// `&&` operator compares (at 118° W their step is 7.6e-6°, about 0.7 m).
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_bbox_keeps_exactly_the_points_inside_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (lon, lat) = (-118.243_7, 34.052_2);
+    for dlon in [0.0, 3e-6] {
+        let mut body = pothole();
+        body["lon"] = json!(lon + dlon);
+        body["lat"] = json!(lat);
+        body["service_code"] = json!(if dlon == 0.0 {
+            "pothole"
+        } else {
+            "graffiti-removal"
+        });
+        let (status, created) = app.post_report(&body, &key()).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let bbox = format!(
+        "{},{},{},{}",
+        lon - 0.01,
+        lat - 0.01,
+        lon + 1e-6,
+        lat + 0.01
+    );
+    for path in [
+        format!("/api/v1/export/incidents.geojson?bbox={bbox}"),
+        format!("/ogc/collections/incidents/items?f=json&bbox={bbox}"),
+        format!("/open311/v2/requests.json?bbox={bbox}&source=index"),
+    ] {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        let codes: Vec<&str> = match page.get("features").and_then(Value::as_array) {
+            Some(features) => features
+                .iter()
+                .filter_map(|f| f["properties"]["service_code"].as_str())
+                .collect(),
+            None => page
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|r| r["service_code"].as_str())
+                .collect(),
+        };
+        assert_eq!(
+            codes,
+            ["pothole"],
+            "{path}: the point 0.3 m east of the box is outside"
+        );
+    }
+}

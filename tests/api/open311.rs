@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use citypin::auth::{self, Role};
-use citypin::open311::model::{Area, RequestsQuery};
+use citypin::open311::query::{Area, RequestsQuery};
 use citypin::open311::search;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -954,8 +954,8 @@ impl Lcg {
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn area_queries_answered_from_the_spatial_index_match_postgis(pool: PgPool) {
     use citypin::auth::Caller;
-    use citypin::reports::intake;
-    use citypin::reports::model::{Channel, Description, NewReport, ServiceCode, Status};
+    use citypin::domain::{Channel, Description, ServiceCode, Status};
+    use citypin::intake::{self, NewReport};
 
     let app = TestApp::spawn(pool).await;
     let mut rng = Lcg(42);
@@ -980,14 +980,15 @@ async fn area_queries_answered_from_the_spatial_index_match_postgis(pool: PgPool
             media_url: None,
             contact: None,
         };
-        let intake::Outcome::Created(r) = intake::submit(&app.state, new, &Caller::citizen(), None)
-            .await
-            .unwrap()
+        let intake::Outcome::Created(r) =
+            intake::submit(&app.state, new, &Caller::citizen(), None, &[])
+                .await
+                .unwrap()
         else {
             panic!("not created");
         };
         if rng.unit() < 0.3 {
-            intake::change_status(&app.state, r.id, Status::Fixed, None, &staff)
+            citypin::reports::change_status(&app.state, r.id, Status::Fixed, None, &staff)
                 .await
                 .unwrap();
         }
@@ -1013,7 +1014,7 @@ async fn area_queries_answered_from_the_spatial_index_match_postgis(pool: PgPool
             _ => "&status=closed&page_size=5",
         };
         let q = RequestsQuery::parse(&format!("{area}{extra}"), now, known).unwrap();
-        let refs = |rs: Vec<citypin::reports::model::Report>| -> Vec<String> {
+        let refs = |rs: Vec<citypin::domain::Report>| -> Vec<String> {
             rs.into_iter().map(|r| r.reference).collect()
         };
         let from_index = refs(search::find(&app.state, &q).await.unwrap());

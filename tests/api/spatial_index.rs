@@ -336,7 +336,7 @@ async fn reconciliation_repairs_a_missed_notification(pool: PgPool) {
     assert!(deaf.get(missed).is_none());
     assert_eq!(
         deaf.get(kept).expect("kept").status,
-        citypin::reports::model::Status::Fixed
+        citypin::domain::Status::Fixed
     );
     // Against PostGIS, the truth: the app's own index hears the out-of-band UPDATEs through
     // NOTIFY, asynchronously, so comparing with it would race.

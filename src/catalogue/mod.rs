@@ -9,8 +9,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::domain::{InvalidServiceCode, ServiceCode};
+
 /// The committed default catalogue (the 12 Los Angeles types plus common urban ones).
 pub const DEFAULT_CATALOGUE: &str = include_str!("../../config/services.json");
+
+mod store;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +58,22 @@ impl Service {
     }
 }
 
+/// Why a catalogue cannot be loaded; the message names the file or the service at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("service catalogue {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("service catalogue: {0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("service catalogue: {0}")]
+    Code(#[from] InvalidServiceCode),
+    #[error("service catalogue: {0} appears twice")]
+    Twice(String),
+}
+
 /// The catalogue in memory: looked up on every intake.
 #[derive(Clone, Debug, Default)]
 pub struct Catalogue {
@@ -62,31 +82,28 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let file: CatalogueFile =
-            serde_json::from_str(json).map_err(|e| format!("service catalogue: {e}"))?;
+    pub fn parse(json: &str) -> Result<Self, CatalogueError> {
+        let file: CatalogueFile = serde_json::from_str(json)?;
         let mut by_code = HashMap::new();
         let mut ordered = Vec::new();
         for s in file.services {
-            crate::reports::model::ServiceCode::parse(&s.service_code)
-                .map_err(|e| format!("service catalogue: {e}"))?;
+            ServiceCode::parse(&s.service_code)?;
             let s = Arc::new(s);
             if by_code.insert(s.service_code.clone(), s.clone()).is_some() {
-                return Err(format!(
-                    "service catalogue: {} appears twice",
-                    s.service_code
-                ));
+                return Err(CatalogueError::Twice(s.service_code.clone()));
             }
             ordered.push(s);
         }
         Ok(Self { by_code, ordered })
     }
 
-    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+    pub fn load(path: Option<&Path>) -> Result<Self, CatalogueError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("service catalogue {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|source| CatalogueError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
                 Self::parse(&text)
             }
             None => Self::parse(DEFAULT_CATALOGUE),
@@ -103,36 +120,7 @@ impl Catalogue {
 
     /// Writes the catalogue into the `services` table (insert or update by code).
     pub async fn upsert(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        for s in &self.ordered {
-            sqlx::query(
-                "INSERT INTO services (service_code, service_name, description, group_name, keywords, agency,
-                     sla_hours, dedup_radius_m, dedup_window_hours, dedup_params, attributes, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
-                 ON CONFLICT (service_code) DO UPDATE SET
-                     service_name = EXCLUDED.service_name, description = EXCLUDED.description,
-                     group_name = EXCLUDED.group_name, keywords = EXCLUDED.keywords,
-                     agency = EXCLUDED.agency, sla_hours = EXCLUDED.sla_hours,
-                     dedup_radius_m = EXCLUDED.dedup_radius_m,
-                     dedup_window_hours = EXCLUDED.dedup_window_hours,
-                     dedup_params = EXCLUDED.dedup_params, attributes = EXCLUDED.attributes,
-                     active = true, updated_at = now()",
-            )
-            .bind(&s.service_code)
-            .bind(&s.service_name)
-            .bind(&s.description)
-            .bind(&s.group)
-            .bind(&s.keywords)
-            .bind(&s.agency)
-            .bind(s.sla_hours)
-            .bind(s.dedup.radius_m)
-            .bind(s.dedup.window_hours)
-            .bind(serde_json::Value::Object(s.dedup.params.clone()))
-            .bind(serde_json::Value::Array(s.attributes.clone()))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
+        store::upsert(pool, &self.ordered).await
     }
 }
 
@@ -159,6 +147,6 @@ mod tests {
         let s = r#"{"version":1,"services":[
             {"service_code":"a","service_name":"A","group":"g","agency":"x","sla_hours":1,"dedup":{"radius_m":1,"window_hours":1}},
             {"service_code":"a","service_name":"A","group":"g","agency":"x","sla_hours":1,"dedup":{"radius_m":1,"window_hours":1}}]}"#;
-        assert!(Catalogue::parse(s).unwrap_err().contains("twice"));
+        assert!(matches!(Catalogue::parse(s), Err(CatalogueError::Twice(code)) if code == "a"));
     }
 }

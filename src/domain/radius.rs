@@ -1,0 +1,53 @@
+//! A search radius in metres, as nearby and area queries take it.
+
+/// A radius in metres: finite, greater than zero and at most [`RadiusMeters::MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct RadiusMeters(f64);
+
+/// A number that is not an accepted radius; carries the value.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error("must be a number of metres in (0, {max}]", max = RadiusMeters::MAX)]
+pub struct InvalidRadius(pub f64);
+
+impl RadiusMeters {
+    /// Largest radius a query may ask for: 50 km, a large city's extent.
+    pub const MAX: f64 = 50_000.0;
+
+    pub fn new(m: f64) -> Result<Self, InvalidRadius> {
+        if m.is_finite() && m > 0.0 && m <= Self::MAX {
+            Ok(Self(m))
+        } else {
+            Err(InvalidRadius(m))
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifty_kilometres_are_accepted() {
+        assert!(RadiusMeters::new(50_000.0).is_ok_and(|r| r.get() >= 50_000.0));
+    }
+
+    #[test]
+    fn just_past_fifty_kilometres_is_refused_with_the_value() {
+        assert_eq!(
+            RadiusMeters::new(50_000.001),
+            Err(InvalidRadius(50_000.001))
+        );
+    }
+
+    #[test]
+    fn zero_negative_and_non_finite_radii_are_refused() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(RadiusMeters::new(bad).is_err(), "{bad}");
+        }
+        assert!(RadiusMeters::new(0.001).is_ok());
+    }
+}
