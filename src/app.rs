@@ -124,12 +124,18 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
-        .merge(crate::web_map::router())
+        .merge(crate::web_map::router(&state.settings.shared_data))
         .merge(crate::photos::router())
         .merge(crate::tiles::router())
         .merge(crate::exports::router())
         .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
+    layers(routes, state)
+}
+
+/// The middleware every route runs under (request ids, tracing, panics, body limit, timeout);
+/// public so a test can mount a route of its own under exactly the same stack.
+pub fn layers(routes: Router<AppState>, state: AppState) -> Router {
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(

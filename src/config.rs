@@ -25,6 +25,10 @@ const KNOWN: &[(&str, &str)] = &[
         "a GeoJSON file of (multi)polygons served as the OGC `areas` collection, loaded at start-up",
     ),
     (
+        "CITYPIN_SHARED_DATA",
+        "folder of third-party data read where it lies: the LA 311 sample and the boundaries the web map draws (default ../shared/data)",
+    ),
+    (
         "CITYPIN_CATALOGUE",
         "the service catalogue JSON file (default: the committed config/services.json)",
     ),
@@ -101,6 +105,9 @@ pub struct Settings {
     pub sample: Option<PathBuf>,
     /// Areas (e.g. council districts) loaded at start-up, replacing the stored ones.
     pub areas: Option<PathBuf>,
+    /// Third-party data nobody here wrote, read where it lies, never copied into the repository
+    /// (see [`shared_data`]).
+    pub shared_data: PathBuf,
     pub catalogue: Option<PathBuf>,
     pub log_json: bool,
     pub pg_bin: Option<PathBuf>,
@@ -183,6 +190,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".citypin"),
             sample: None,
             areas: None,
+            shared_data: PathBuf::from(shared_data::DEFAULT),
             catalogue: None,
             log_json: false,
             pg_bin: None,
@@ -246,6 +254,7 @@ impl Settings {
                 "CITYPIN_DATA_DIR" => s.data_dir = PathBuf::from(value),
                 "CITYPIN_SAMPLE" => s.sample = (!value.is_empty()).then(|| PathBuf::from(value)),
                 "CITYPIN_AREAS" => s.areas = (!value.is_empty()).then(|| PathBuf::from(value)),
+                "CITYPIN_SHARED_DATA" => s.shared_data = PathBuf::from(value),
                 "CITYPIN_CATALOGUE" => s.catalogue = Some(PathBuf::from(value)),
                 "CITYPIN_LOG_FORMAT" => {
                     s.log_json = match value.as_str() {
@@ -410,6 +419,51 @@ fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
         name,
         value: value.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+/// The shared data folder: real data nobody on the team wrote (the Los Angeles 311 sample and
+/// boundaries), kept beside the repository (`../shared/data`, also in CI) and read from there at
+/// set-up, test and bench time. Nothing from it, or derived from it, is committed.
+pub mod shared_data {
+    use std::path::PathBuf;
+
+    /// `CITYPIN_SHARED_DATA`'s default, relative to the working directory (the repository root).
+    pub const DEFAULT: &str = "../shared/data";
+    /// The LA 311 sample: ~30,000 real GeoReport-shaped rows (`citypin import`, the demo city,
+    /// `citypin generate`'s source).
+    pub const LA311_CSV: &str = "la311/la311_normalized.csv";
+    /// The 15 LA council districts (2012), `properties.name` = district number.
+    pub const LA_COUNCIL_DISTRICTS: &str = "la311/la-city-council-districts-2012.json";
+    /// The 99 LA neighbourhood councils (2019), `properties.nc_id` and `name`.
+    pub const LA_NEIGHBORHOOD_COUNCILS: &str = "la311/nc-boundary-2019-modified.json";
+
+    /// For tests, benches and examples: the shared data folder, `CITYPIN_SHARED_DATA` if set,
+    /// else `../shared/data` beside this package. Panics naming the path when it is missing, so a
+    /// test that needs the data fails instead of passing without it.
+    pub fn dir() -> PathBuf {
+        let dir = std::env::var_os("CITYPIN_SHARED_DATA").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT),
+            PathBuf::from,
+        );
+        assert!(
+            dir.is_dir(),
+            "the shared data folder {} is missing: set CITYPIN_SHARED_DATA, or put a copy of shared/ beside the repository (as CI does)",
+            dir.display()
+        );
+        dir
+    }
+
+    /// For tests, benches and examples: `relative` inside [`dir`]; panics naming the path when
+    /// the file is missing.
+    pub fn file(relative: &str) -> PathBuf {
+        let path = dir().join(relative);
+        assert!(
+            path.is_file(),
+            "{} is missing from the shared data folder (CITYPIN_SHARED_DATA)",
+            path.display()
+        );
+        path
     }
 }
 

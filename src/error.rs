@@ -57,9 +57,10 @@ pub enum AppError {
     /// 503: the database is unreachable or saturated; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable,
-    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly.
-    #[error("the photo store cannot be reached; nothing was stored, try again shortly")]
-    PhotoStoreUnavailable,
+    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly. The
+    /// detail (which store, what failed) is logged once, by the request middleware, never sent.
+    #[error("the photo store cannot be reached: {0}")]
+    PhotoStoreUnavailable(String),
     /// 500: a bug or an unexpected failure. The body never carries the detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -107,7 +108,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable | Self::PhotoStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::PhotoStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +125,10 @@ impl AppError {
     pub fn public_detail(&self) -> String {
         match self {
             Self::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            Self::PhotoStoreUnavailable(_) => {
+                "the photo store cannot be reached; nothing was stored, try again shortly"
+                    .to_owned()
+            }
             Self::Invalid(errors) => errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
@@ -165,7 +170,7 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable) {
+        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable(_)) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -349,5 +354,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(v)| Path(v))
             .map_err(|e| AppError::bad_field("path", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_photo_store_outage_is_a_503_whose_detail_is_logged_not_sent() {
+        let res = AppError::PhotoStoreUnavailable("http://minio:9000: connection refused".into())
+            .into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let LoggedError(logged) = res.extensions().get::<LoggedError>().expect("logged");
+        assert!(logged.contains("connection refused"), "{logged}");
+        let detail = AppError::PhotoStoreUnavailable("http://minio:9000".into()).public_detail();
+        assert!(!detail.contains("minio"), "{detail}");
     }
 }

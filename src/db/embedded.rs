@@ -14,7 +14,9 @@ use sqlx::postgres::PgConnectOptions;
 pub const DATABASE: &str = "citypin";
 const PORT: u16 = 5432;
 
-/// A private cluster. Stopping it is explicit ([`EmbeddedPostgres::stop`]).
+/// A private cluster. A server this value started stops when the value is dropped (a test that
+/// fails half-way leaves no cluster running), unless told to [`keep_running`](Self::keep_running);
+/// a server it found already running is left alone.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
     pgdata: PathBuf,
@@ -167,6 +169,12 @@ impl EmbeddedPostgres {
         self.stop_always()
     }
 
+    /// Leaves the server running after this value is dropped (`citypin postgres start`: the
+    /// cluster outlives the command that started it).
+    pub fn keep_running(&mut self) {
+        self.started_here = false;
+    }
+
     /// Stops the server whoever started it.
     pub fn stop_always(&mut self) -> Result<(), EmbeddedError> {
         if self.is_running() {
@@ -225,6 +233,14 @@ impl EmbeddedPostgres {
                     }
                 ),
             })
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "could not stop the embedded PostgreSQL");
         }
     }
 }

@@ -6,6 +6,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::model::{Fields, IncidentFeature, IncidentFilter, csv_header};
 use super::store;
@@ -160,7 +161,7 @@ pub async fn export_body(
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, EncodeError>>(CHANNEL_CHUNKS);
     let pool = state.pool.clone();
     let catalogue = state.catalogue.clone();
-    tokio::spawn(async move {
+    let export = async move {
         let mut q = store::export_query(&filter);
         let mut rows = store::stream(&pool, &mut q);
         let mut sent = false;
@@ -198,7 +199,9 @@ pub async fn export_body(
             }
             let _ = tx.send(Err(e)).await;
         }
-    });
+    };
+    // In the request's span: "export finished" / "export aborted" belong to the request.
+    tokio::spawn(export.in_current_span());
     let first = rx
         .recv()
         .await

@@ -179,13 +179,12 @@ impl Photos {
     }
 }
 
-/// A store that cannot be reached is 503 (the client retries with its idempotency key); the
-/// detail is logged here because the 503 body and the middleware's log line do not carry it.
-/// The body says what is down, but not where: no endpoint or S3 message reaches the client.
+/// A store that cannot be reached is 503 (the client retries with its idempotency key). The
+/// error carries the detail to the request middleware's one log line; the body says what is
+/// down, but not where: no endpoint or S3 message reaches the client.
 pub fn store_error(e: std::io::Error) -> AppError {
     if storage::is_unavailable(&e) {
-        tracing::warn!(error = %e, "the photo store is unavailable");
-        AppError::PhotoStoreUnavailable
+        AppError::PhotoStoreUnavailable(e.to_string())
     } else {
         AppError::internal(e)
     }

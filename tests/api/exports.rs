@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use citypin::auth::Role;
+use citypin::config::shared_data;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -16,7 +17,7 @@ async fn la_sample(app: &TestApp) {
     app.import_la_sample().await;
     citypin::ogc::areas::load_file(
         &app.pool,
-        &workspace().join("data-samples/la-council-districts.geojson"),
+        &shared_data::file(shared_data::LA_COUNCIL_DISTRICTS),
     )
     .await
     .expect("areas");

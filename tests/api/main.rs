@@ -3,9 +3,12 @@
 
 mod admission;
 mod dedup;
+mod embedded_postgres;
 mod exports;
 mod helpers;
+mod migrations;
 mod open311;
+mod ops;
 mod outage;
 mod photos;
 mod photos_s3;
