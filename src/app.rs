@@ -154,6 +154,7 @@ pub async fn serve(
     let deadline = state.settings.shutdown_deadline;
     let app = router(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());

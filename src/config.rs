@@ -51,7 +51,11 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "CITYPIN_PUBLIC_URL",
-        "external base URL used in links (default http://LISTEN)",
+        "external base URL used in links: Open311 discovery, OGC links, tracking URLs (default http://LISTEN); set it behind a reverse proxy",
+    ),
+    (
+        "CITYPIN_TRUSTED_PROXIES",
+        "comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse proxies whose Forwarded / X-Forwarded-Proto and X-Forwarded-Host headers set the base URL of discovery and OGC links (default: none; the headers are ignored)",
     ),
     (
         "CITYPIN_PHOTO_DIR",
@@ -119,6 +123,8 @@ pub struct Settings {
     pub web_root: PathBuf,
     pub assets_dir: PathBuf,
     pub public_url: String,
+    /// Reverse proxies whose forwarding headers name the public base URL.
+    pub trusted_proxies: Vec<crate::ops::forwarded::ProxyNet>,
     pub reconcile_every: Duration,
     /// Where photo files are kept; `None` means `data_dir/photos`.
     pub photo_dir: Option<PathBuf>,
@@ -202,6 +208,7 @@ impl Default for Settings {
             web_root: PathBuf::from("web-map/dist"),
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
+            trusted_proxies: Vec::new(),
             reconcile_every: Duration::from_secs(5),
             photo_dir: None,
             photo_store: PhotoStoreSetting::Local,
@@ -280,6 +287,10 @@ impl Settings {
                 }
                 "CITYPIN_PHOTO_STORE" => store = Some(value),
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
+                "CITYPIN_TRUSTED_PROXIES" => {
+                    s.trusted_proxies = crate::ops::forwarded::parse_list(&value)
+                        .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;
+                }
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;
                     s.reconcile_every = Duration::from_secs(secs.max(1));

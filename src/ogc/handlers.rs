@@ -19,6 +19,7 @@ use crate::error::{AppError, Path, Query};
 use crate::exports::model::{Fields, FilterParams, IncidentFeature};
 use crate::exports::store as incidents;
 use crate::geo::BBox;
+use crate::ops::forwarded::PublicBase;
 
 /// Pages that take no parameter but the output format.
 #[derive(Deserialize)]
@@ -27,8 +28,8 @@ pub struct FormatParam {
     f: Option<String>,
 }
 
-fn base(state: &AppState) -> String {
-    format!("{}/ogc", state.settings.public_url.trim_end_matches('/'))
+fn base(public: &str) -> String {
+    format!("{public}/ogc")
 }
 
 /// The JSON document, or its HTML rendering, with the right media type.
@@ -73,12 +74,12 @@ fn self_links(href: &str, out: Output, json_type: &'static str, title: &str) -> 
 
 /// `GET /ogc`: the landing page.
 pub async fn landing(
-    State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
-    let base = base(&state);
+    let base = base(&public);
     let mut links = self_links(&base, out, JSON, "This document");
     links.extend([
         Link::new(
@@ -135,8 +136,8 @@ pub async fn conformance(
 }
 
 /// `GET /ogc/api`: the OpenAPI 3.0 definition.
-pub async fn api(State(state): State<AppState>) -> Response {
-    let doc = openapi::document(state.settings.public_url.trim_end_matches('/'));
+pub async fn api(PublicBase(public): PublicBase) -> Response {
+    let doc = openapi::document(&public);
     respond(Output::Json, "API", &doc, OPENAPI)
 }
 
@@ -150,8 +151,8 @@ async fn extent(state: &AppState, c: Collection) -> Result<store::Extent, AppErr
 }
 
 /// The description of one collection, with its extent.
-fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
-    let base = base(state);
+fn describe(public: &str, c: Collection, extent: &store::Extent) -> Value {
+    let base = base(public);
     let bbox = match (
         extent.min_lon,
         extent.min_lat,
@@ -188,6 +189,7 @@ fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
 /// `GET /ogc/collections`.
 pub async fn collections(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
@@ -203,10 +205,10 @@ pub async fn collections(
             } else {
                 &incidents
             };
-            describe(&state, c, e)
+            describe(&public, c, e)
         })
         .collect();
-    let href = format!("{}/collections", base(&state));
+    let href = format!("{}/collections", base(&public));
     let doc = json!({
         "links": self_links(&href, out, JSON, "The collections"),
         "collections": all,
@@ -217,13 +219,14 @@ pub async fn collections(
 /// `GET /ogc/collections/{id}`.
 pub async fn collection(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
     let c = Collection::parse(&id)?;
-    let doc = describe(&state, c, &extent(&state, c).await?);
+    let doc = describe(&public, c, &extent(&state, c).await?);
     Ok(respond(out, c.title(), &doc, JSON))
 }
 
@@ -262,6 +265,7 @@ impl Page {
 /// `GET /ogc/collections/{id}/items`.
 pub async fn items(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     caller: Caller,
     Path(id): Path<String>,
@@ -277,14 +281,14 @@ pub async fn items(
         Collection::Areas => areas_page(&state, &p, limit).await?,
         Collection::Hotspots => hotspots_page(&state, &p, fields, limit).await?,
     };
-    let href = format!("{}/collections/{}/items", base(&state), c.id());
+    let href = format!("{}/collections/{}/items", base(&public), c.id());
     let mut links = self_links(&href, out, GEOJSON, &format!("{} items", c.title()));
     // `self` keeps the query that produced this page.
     if let Some(q) = raw.as_deref().filter(|q| !q.is_empty()) {
         links[0].href = format!("{href}?{q}");
     }
     links.push(Link::new(
-        format!("{}/collections/{}", base(&state), c.id()),
+        format!("{}/collections/{}", base(&public), c.id()),
         "collection",
         JSON,
         c.title(),
@@ -445,6 +449,7 @@ async fn hotspots_page(
 /// `GET /ogc/collections/{id}/items/{fid}`.
 pub async fn item(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     caller: Caller,
     Path((id, fid)): Path<(String, String)>,
@@ -492,10 +497,10 @@ pub async fn item(
         }
     }
     .map_err(AppError::internal)?;
-    let href = format!("{}/collections/{}/items/{}", base(&state), c.id(), fid);
+    let href = format!("{}/collections/{}/items/{}", base(&public), c.id(), fid);
     let mut links = self_links(&href, out, GEOJSON, "This feature");
     links.push(Link::new(
-        format!("{}/collections/{}", base(&state), c.id()),
+        format!("{}/collections/{}", base(&public), c.id()),
         "collection",
         JSON,
         c.title(),

@@ -24,6 +24,7 @@ use crate::domain::ReportKey;
 use crate::domain::Source;
 use crate::error::{AppError, FieldError, LoggedError, body_bytes};
 use crate::intake::{self, Outcome};
+use crate::ops::forwarded::PublicBase;
 use crate::reports::store;
 
 /// The resource a path names: its last segment without the extension, and the format the
@@ -169,7 +170,7 @@ fn plain_query(format: Format, query: Option<&str>) -> Result<(), Failure> {
 
 /// `GET /open311/discovery.{json,xml}`.
 pub async fn discovery(
-    State(state): State<AppState>,
+    PublicBase(base): PublicBase,
     res: Resource,
     RawQuery(q): RawQuery,
 ) -> Result<Response, Failure> {
@@ -181,7 +182,7 @@ pub async fn discovery(
         key_service: "POST requests needs an api_key: the city issues one with `citypin token create --role open311-client --name CLIENT`.".into(),
         endpoints: vec![Endpoint {
             specification: "http://wiki.open311.org/GeoReport_v2",
-            url: format!("{}/open311/v2", state.settings.public_url),
+            url: format!("{base}/open311/v2"),
             changeset,
             kind: "production",
             formats: vec!["text/xml", "application/json"],

@@ -1165,3 +1165,57 @@ async fn area_requests_from_postgis_equal_the_index_path_for_staff_only(pool: Pg
 async fn get_xml(app: &TestApp, query: &str) -> (u16, String, Value) {
     get(app, "/open311/v2/requests", "xml", &format!("?{query}")).await
 }
+
+async fn discovery_url(app: &TestApp, headers: &[(&str, &str)]) -> String {
+    let mut req = app.client.get(app.url("/open311/discovery.json"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.expect("discovery");
+    let body: Value = res.json().await.expect("discovery JSON");
+    body["endpoints"][0]["url"]
+        .as_str()
+        .expect("an endpoint url")
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn discovery_names_the_public_url_a_trusted_proxy_forwards(pool: PgPool) {
+    let settings = citypin::config::Settings {
+        trusted_proxies: citypin::ops::forwarded::parse_list("127.0.0.0/8").unwrap(),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(pool, settings).await;
+    let forwarded = [(
+        "forwarded",
+        "for=192.0.2.7;proto=https;host=311.city.example",
+    )];
+    assert_eq!(
+        discovery_url(&app, &forwarded).await,
+        "https://311.city.example/open311/v2"
+    );
+    let x_forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "city.example"),
+    ];
+    assert_eq!(
+        discovery_url(&app, &x_forwarded).await,
+        "https://city.example/open311/v2"
+    );
+    let (_, ogc) = app.get_json("/ogc?f=json").await;
+    assert!(
+        ogc.to_string()
+            .contains(&format!("http://{}/ogc", app.addr)),
+        "no header, no change"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn discovery_ignores_forwarding_headers_from_an_untrusted_peer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let forwarded = [("forwarded", "proto=https;host=evil.example")];
+    assert_eq!(
+        discovery_url(&app, &forwarded).await,
+        format!("http://{}/open311/v2", app.addr)
+    );
+}
