@@ -14,12 +14,12 @@ fn dropping_a_handle_stops_the_server_it_started_but_not_one_it_found_or_was_tol
     attached.start().expect("attach to the running server");
     drop(attached);
     assert!(
-        starter.is_running(),
+        starter.is_running().expect("status"),
         "a handle that found it running must not stop it"
     );
     drop(starter);
     assert!(
-        !handle().is_running(),
+        !handle().is_running().expect("status"),
         "the handle that started it stops it"
     );
 
@@ -29,7 +29,7 @@ fn dropping_a_handle_stops_the_server_it_started_but_not_one_it_found_or_was_tol
     drop(kept);
     let mut after = handle();
     assert!(
-        after.is_running(),
+        after.is_running().expect("status"),
         "a server told to keep running outlives its handle"
     );
     after.stop_always().expect("stop");
