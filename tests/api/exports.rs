@@ -654,3 +654,60 @@ async fn a_bbox_keeps_exactly_the_points_inside_it(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_plain_date_means_that_whole_day_in_tiles_exports_and_ogc_alike(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    la_sample(&app).await;
+    let whole_day =
+        "requested_at >= '2018-12-28T00:00:00Z' AND requested_at < '2018-12-29T00:00:00Z'";
+    let expected: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM reports WHERE NOT hidden AND {whole_day}"
+    ))
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert!(expected > 0, "a day with reports");
+    let (status, page) = app
+        .get_json("/ogc/collections/incidents/items?f=json&limit=1&datetime=2018-12-28")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["numberMatched"], expected);
+    let seq = app
+        .get_text("/api/v1/export/incidents.geojsonl?start=2018-12-28&end=2018-12-28")
+        .await;
+    assert_eq!(seq.lines().count() as i64, expected);
+    let (status, page) = app
+        .get_json("/ogc/collections/incidents/items?f=json&limit=1&datetime=2018-12-28/2018-12-28")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["numberMatched"], expected,
+        "an interval of dates ends with the last day"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn the_csv_export_carries_a_utf8_mark_so_spreadsheets_keep_accents(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut body = pothole();
+    body["description"] = json!("Nid-de-poule près de l'école, ulica Świdnicka");
+    let (status, _) = app.post_report(&body, &key()).await;
+    assert_eq!(status, 201);
+    let bytes = app
+        .client
+        .get(app.url("/api/v1/export/incidents.csv"))
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("body");
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBF"),
+        "a UTF-8 byte order mark first"
+    );
+    let text = std::str::from_utf8(&bytes[3..]).expect("UTF-8");
+    assert!(text.starts_with("id,"), "then the header: {}", &text[..40]);
+    assert!(text.contains("Nid-de-poule près de l'école, ulica Świdnicka"));
+}
