@@ -98,6 +98,9 @@ pub struct IncidentFilter {
     pub statuses: Vec<Status>,
     /// Hidden (moderated) reports are left out unless the caller may see operational fields.
     pub include_hidden: bool,
+    /// A status value no report can hold was asked for by equality (OGC queryables): nothing
+    /// matches.
+    pub match_nothing: bool,
 }
 
 /// The raw filter parameters as they arrive in a query string.
@@ -168,6 +171,7 @@ impl FilterParams {
             service_codes,
             statuses,
             include_hidden: fields == Fields::Operational,
+            match_nothing: false,
         })
     }
 }

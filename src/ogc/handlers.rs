@@ -331,15 +331,20 @@ fn incident_filter(
     p: &ItemsParams,
     fields: Fields,
 ) -> Result<crate::exports::model::IncidentFilter, AppError> {
-    FilterParams {
+    let mut filter = FilterParams {
         bbox: p.bbox.clone(),
         datetime: p.datetime.clone(),
         start: None,
         end: None,
         service_code: p.service_code.clone(),
-        status: p.status.clone(),
+        status: None,
     }
-    .parse(fields)
+    .parse(fields)?;
+    if let Some(statuses) = p.statuses()? {
+        filter.match_nothing = statuses.is_empty();
+        filter.statuses = statuses;
+    }
+    Ok(filter)
 }
 
 async fn incidents_page(
@@ -350,7 +355,7 @@ async fn incidents_page(
 ) -> Result<Page, AppError> {
     p.only(
         Collection::Incidents,
-        &["datetime", "service_code", "status"],
+        &["datetime", "service_code", "status", "open311_status"],
     )?;
     let filter = incident_filter(p, fields)?;
     let after = p
@@ -408,7 +413,13 @@ async fn hotspots_page(
 ) -> Result<Page, AppError> {
     p.only(
         Collection::Hotspots,
-        &["datetime", "service_code", "status", "resolution"],
+        &[
+            "datetime",
+            "service_code",
+            "status",
+            "open311_status",
+            "resolution",
+        ],
     )?;
     let filter = incident_filter(p, fields)?;
     let res = p.resolution()?;
