@@ -325,7 +325,14 @@ async fn next_links_page_through_every_item_once(pool: PgPool) {
             .await
             .unwrap();
         pages += 1;
-        assert_eq!(page["numberMatched"], 11);
+        if pages == 1 {
+            assert_eq!(page["numberMatched"], 11);
+        } else {
+            assert!(
+                page.get("numberMatched").is_none(),
+                "counted once, not per page"
+            );
+        }
         assert!(page["timeStamp"].as_str().unwrap().ends_with('Z'));
         for f in page["features"].as_array().unwrap() {
             assert!(
