@@ -54,6 +54,14 @@ const KNOWN: &[(&str, &str)] = &[
         "external base URL used in links: Open311 discovery, OGC links, tracking URLs (default http://LISTEN); set it behind a reverse proxy",
     ),
     (
+        "CITYPIN_UPLOAD_IDLE_SECS",
+        "seconds a photo upload may send nothing before it is refused with 408 (default 10)",
+    ),
+    (
+        "CITYPIN_UPLOAD_MIN_BYTES_PER_SEC",
+        "after CITYPIN_UPLOAD_IDLE_SECS, the slowest average rate a photo upload may arrive at before it is refused with 408 (default 16384)",
+    ),
+    (
         "CITYPIN_TRUSTED_PROXIES",
         "comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse proxies whose Forwarded / X-Forwarded-Proto and X-Forwarded-Host headers set the base URL of discovery and OGC links (default: none; the headers are ignored)",
     ),
@@ -123,6 +131,10 @@ pub struct Settings {
     pub web_root: PathBuf,
     pub assets_dir: PathBuf,
     pub public_url: String,
+    /// How long a photo upload may send nothing.
+    pub upload_idle: Duration,
+    /// The slowest average rate a photo upload may arrive at, after `upload_idle`.
+    pub upload_min_bytes_per_sec: u64,
     /// Reverse proxies whose forwarding headers name the public base URL.
     pub trusted_proxies: Vec<crate::ops::forwarded::ProxyNet>,
     pub reconcile_every: Duration,
@@ -209,6 +221,8 @@ impl Default for Settings {
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
             trusted_proxies: Vec::new(),
+            upload_idle: Duration::from_secs(10),
+            upload_min_bytes_per_sec: 16 * 1024,
             reconcile_every: Duration::from_secs(5),
             photo_dir: None,
             photo_store: PhotoStoreSetting::Local,
@@ -287,6 +301,13 @@ impl Settings {
                 }
                 "CITYPIN_PHOTO_STORE" => store = Some(value),
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
+                "CITYPIN_UPLOAD_IDLE_SECS" => {
+                    let secs: u64 = parse("CITYPIN_UPLOAD_IDLE_SECS", &value)?;
+                    s.upload_idle = Duration::from_secs(secs.max(1));
+                }
+                "CITYPIN_UPLOAD_MIN_BYTES_PER_SEC" => {
+                    s.upload_min_bytes_per_sec = parse("CITYPIN_UPLOAD_MIN_BYTES_PER_SEC", &value)?;
+                }
                 "CITYPIN_TRUSTED_PROXIES" => {
                     s.trusted_proxies = crate::ops::forwarded::parse_list(&value)
                         .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;

@@ -48,12 +48,19 @@ pub enum AppError {
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body arrived too slowly (an upload below the minimum rate, or silent too long).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: the body is larger than accepted.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: the body's media type is not one this endpoint takes.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: this client already has as many requests of this kind in flight as it may; try
+    /// again shortly (`Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the database is unreachable or saturated; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -106,7 +113,9 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable | Self::PhotoStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -170,7 +179,10 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable(_)) {
+        if matches!(
+            self,
+            Self::Unavailable | Self::PhotoStoreUnavailable(_) | Self::TooManyRequests(_)
+        ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -76,6 +76,23 @@ pub fn parse_list(s: &str) -> Result<Vec<ProxyNet>, InvalidProxyNet> {
         .collect()
 }
 
+/// The address of the peer that sent the request (a proxy's, behind one), when the server
+/// recorded it: `app::serve` does; a router driven in process does not.
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip()),
+        ))
+    }
+}
+
 /// The base URL links in this answer start with (no trailing slash).
 pub struct PublicBase(pub String);
 
