@@ -54,6 +54,14 @@ const KNOWN: &[(&str, &str)] = &[
         "external base URL used in links: Open311 discovery, OGC links, tracking URLs (default http://LISTEN); set it behind a reverse proxy",
     ),
     (
+        "CITYPIN_HEADER_TIMEOUT_SECS",
+        "seconds a request's headers may take to arrive, counted from when the connection is ready for them; an idle keep-alive connection is closed after the same time (default 10)",
+    ),
+    (
+        "CITYPIN_MAX_CONNECTIONS",
+        "connections open at once; one more is closed at once (default 1024)",
+    ),
+    (
         "CITYPIN_UPLOAD_IDLE_SECS",
         "seconds a photo upload may send nothing before it is refused with 408 (default 10)",
     ),
@@ -131,6 +139,10 @@ pub struct Settings {
     pub web_root: PathBuf,
     pub assets_dir: PathBuf,
     pub public_url: String,
+    /// How long a request's headers may take (and a keep-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
     /// How long a photo upload may send nothing.
     pub upload_idle: Duration,
     /// The slowest average rate a photo upload may arrive at, after `upload_idle`.
@@ -221,6 +233,8 @@ impl Default for Settings {
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
             trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             upload_idle: Duration::from_secs(10),
             upload_min_bytes_per_sec: 16 * 1024,
             reconcile_every: Duration::from_secs(5),
@@ -301,6 +315,13 @@ impl Settings {
                 }
                 "CITYPIN_PHOTO_STORE" => store = Some(value),
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
+                "CITYPIN_HEADER_TIMEOUT_SECS" => {
+                    let secs: u64 = parse("CITYPIN_HEADER_TIMEOUT_SECS", &value)?;
+                    s.header_timeout = Duration::from_secs(secs.max(1));
+                }
+                "CITYPIN_MAX_CONNECTIONS" => {
+                    s.max_connections = parse::<usize>("CITYPIN_MAX_CONNECTIONS", &value)?.max(1);
+                }
                 "CITYPIN_UPLOAD_IDLE_SECS" => {
                     let secs: u64 = parse("CITYPIN_UPLOAD_IDLE_SECS", &value)?;
                     s.upload_idle = Duration::from_secs(secs.max(1));
