@@ -264,26 +264,15 @@ pub async fn show_request(
     RawQuery(q): RawQuery,
 ) -> Result<Response, Failure> {
     let format = res.format;
-    let extensions = extensions_only(format, q.as_deref())?;
     let report = find(&state, &res).await?;
-    requests_response(&state, format, &[report], extensions).await
+    requests_response(&state, format, &[report], extensions_only(q.as_deref())).await
 }
 
-fn extensions_only(format: Format, query: Option<&str>) -> Result<bool, Failure> {
-    let mut extensions = false;
-    let mut unknown = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match (k.as_ref(), v.as_ref()) {
-            (_, "") | ("jurisdiction_id" | "api_key", _) | ("extensions", "false") => {}
-            ("extensions", "true") => extensions = true,
-            (k, _) => unknown.push(FieldError::new(k, "is not a known parameter or value")),
-        }
-    }
-    if unknown.is_empty() {
-        Ok(extensions)
-    } else {
-        Err(Failure::fields(format, StatusCode::BAD_REQUEST, &unknown))
-    }
+/// The id in the path overrides every other argument, as `service_request_id` does in a list
+/// query: only `extensions=true` is read, anything else is ignored.
+fn extensions_only(query: Option<&str>) -> bool {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "extensions" && v.trim() == "true")
 }
 
 async fn find(state: &AppState, res: &Resource) -> Result<Report, Failure> {
