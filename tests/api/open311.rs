@@ -1219,3 +1219,133 @@ async fn discovery_ignores_forwarding_headers_from_an_untrusted_peer(pool: PgPoo
         format!("http://{}/open311/v2", app.addr)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Conformance (issue 17, items 11 to 15).
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn service_request_id_overrides_stale_and_invalid_arguments(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
+    let id = posted[0]["service_request_id"].as_str().unwrap();
+    for extra in [
+        "&service_code=unicorn-sighting",
+        "&start_date=yesterday",
+        "&status=pending&page=0",
+        "&colour=red&bbox=1,2,3",
+    ] {
+        let (status, found) = get_both(
+            &app,
+            "/open311/v2/requests",
+            &format!("?service_request_id={id}{extra}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{extra}: {found}");
+        assert_eq!(found[0]["service_request_id"], id, "{extra}");
+    }
+    // The one-request path: the id in the path overrides the rest the same way.
+    let (status, one) = get_both(
+        &app,
+        &format!("/open311/v2/requests/{id}"),
+        "?service_code=unicorn-sighting&extensions=true",
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert!(one[0]["extended_attributes"].is_object(), "{one}");
+}
+
+/// The committed catalogue with a multivaluelist attribute added to potholes, in a file of its
+/// own that is removed when dropped.
+struct MultivalueCatalogue(std::path::PathBuf);
+
+impl MultivalueCatalogue {
+    fn new() -> Self {
+        let committed = crate::helpers::workspace().join("config/services.json");
+        let mut catalogue: Value =
+            serde_json::from_str(&std::fs::read_to_string(committed).expect("read catalogue"))
+                .expect("catalogue JSON");
+        let pothole = catalogue["services"]
+            .as_array_mut()
+            .expect("services")
+            .iter_mut()
+            .find(|s| s["service_code"] == "pothole")
+            .expect("pothole");
+        pothole["attributes"]
+            .as_array_mut()
+            .expect("attributes")
+            .push(json!({
+                "variable": true, "code": "HAZARDS", "datatype": "multivaluelist",
+                "required": false, "datatype_description": null, "order": 9,
+                "description": "What else is wrong?",
+                "values": [{"key": "water", "name": "Standing water"},
+                           {"key": "debris", "name": "Debris"},
+                           {"key": "cones", "name": "Cones missing"}]
+            }));
+        let path = std::env::temp_dir().join(format!(
+            "citypin-multivalue-{}.json",
+            uuid::Uuid::now_v7()
+        ));
+        std::fs::write(&path, catalogue.to_string()).expect("write catalogue");
+        Self(path)
+    }
+}
+
+impl Drop for MultivalueCatalogue {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn multivaluelist_attributes_are_accepted_repeated_or_php_indexed(pool: PgPool) {
+    let catalogue = MultivalueCatalogue::new();
+    let settings = citypin::config::Settings {
+        catalogue: Some(catalogue.0.clone()),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(pool, settings).await;
+    let k = client_key(&app).await;
+    let stored = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            let (attributes,): (Value,) =
+                sqlx::query_as("SELECT attributes FROM reports WHERE reference = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("stored report");
+            attributes
+        }
+    };
+    for (n, fields) in [
+        (0, "&attribute[HAZARDS]=water&attribute[HAZARDS]=debris"),
+        (1, "&attribute[HAZARDS][0]=water&attribute[HAZARDS][1]=debris"),
+        (2, "&attribute[HAZARDS][]=water&attribute[HAZARDS][]=debris"),
+    ] {
+        let (status, posted) = post_form(&app, "json", &(form(&k, n) + fields)).await;
+        assert!(status < 300, "{fields}: {status} {posted}");
+        let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            stored(id).await,
+            json!({"HAZARDS": ["water", "debris"]}),
+            "{fields}"
+        );
+    }
+    // An empty argument is absent, for an attribute the service does not define too.
+    let (status, posted) = post_form(
+        &app,
+        "json",
+        &(form(&k, 3) + "&attribute[COLOUR]=&attribute[HAZARDS]="),
+    )
+    .await;
+    assert!(status < 300, "{status} {posted}");
+    // A single-value attribute still takes one value.
+    let (status, errors) = post_form(
+        &app,
+        "json",
+        &(form(&k, 4) + "&attribute[DEPTH]=deep&attribute[DEPTH]=shallow"),
+    )
+    .await;
+    assert_error_list(status, &errors, 400, "attribute[DEPTH]");
+}
