@@ -64,7 +64,7 @@ const LISTS: &[&str] = &[
     "formats",
     "notes",
 ];
-const BOOLEANS: &[&str] = &["metadata", "variable", "required"];
+const BOOLEANS: &[&str] = &["metadata", "variable", "required", "duplicate"];
 const NUMBERS: &[&str] = &["lat", "long", "order", "supporters"];
 
 #[derive(Debug, Default)]
@@ -1282,10 +1282,8 @@ impl MultivalueCatalogue {
                            {"key": "debris", "name": "Debris"},
                            {"key": "cones", "name": "Cones missing"}]
             }));
-        let path = std::env::temp_dir().join(format!(
-            "citypin-multivalue-{}.json",
-            uuid::Uuid::now_v7()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("citypin-multivalue-{}.json", uuid::Uuid::now_v7()));
         std::fs::write(&path, catalogue.to_string()).expect("write catalogue");
         Self(path)
     }
@@ -1320,7 +1318,10 @@ async fn multivaluelist_attributes_are_accepted_repeated_or_php_indexed(pool: Pg
     };
     for (n, fields) in [
         (0, "&attribute[HAZARDS]=water&attribute[HAZARDS]=debris"),
-        (1, "&attribute[HAZARDS][0]=water&attribute[HAZARDS][1]=debris"),
+        (
+            1,
+            "&attribute[HAZARDS][0]=water&attribute[HAZARDS][1]=debris",
+        ),
         (2, "&attribute[HAZARDS][]=water&attribute[HAZARDS][]=debris"),
     ] {
         let (status, posted) = post_form(&app, "json", &(form(&k, n) + fields)).await;
@@ -1348,4 +1349,130 @@ async fn multivaluelist_attributes_are_accepted_repeated_or_php_indexed(pool: Pg
     )
     .await;
     assert_error_list(status, &errors, 400, "attribute[DEPTH]");
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn extensions_follow_the_chicago_boston_sf_convention_without_personal_data(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let contact =
+        "&email=ann.lee%40example.org&first_name=Ann&last_name=Lee&phone=%2B1+213+555+0100";
+    let (_, parent) = post_form(
+        &app,
+        "json",
+        &(form(&k, 0) + "&attribute[DEPTH]=deep&attribute[LANE]=right" + contact),
+    )
+    .await;
+    let (_, child) = post_form(&app, "json", &(form(&k, 0) + contact)).await;
+    let parent_id = parent[0]["service_request_id"].as_str().unwrap().to_owned();
+    let child_id = child[0]["service_request_id"].as_str().unwrap().to_owned();
+    // Attributes the service does not define (the native API stores any object) stay hidden.
+    sqlx::query(
+        "UPDATE reports SET attributes = attributes || '{\"caller\": \"Ann Lee\"}' WHERE reference = $1",
+    )
+    .bind(&parent_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let crew = app.token(Role::Crew).await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{parent_id}/status")))
+        .bearer_auth(&crew)
+        .json(&json!({"status": "fixed", "note": "Patched by crew 3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let (status, found) = get_both(
+        &app,
+        "/open311/v2/requests",
+        &format!("?service_request_id={parent_id},{child_id}&extensions=true"),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_valid("requests.json", &found, "requests with extensions");
+    let by_id = |id: &str| {
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service_request_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} missing: {found}"))
+    };
+    let p = by_id(&parent_id);
+    assert_eq!(
+        p["attributes"],
+        json!([{"code": "DEPTH", "value": "deep"}, {"code": "LANE", "value": "right"}])
+    );
+    assert_eq!(p["extended_attributes"]["duplicate"], false);
+    assert_eq!(
+        p["extended_attributes"]["parent_service_request_id"],
+        Value::Null
+    );
+    assert_eq!(p["extended_attributes"]["detailed_status"], "fixed");
+    let notes = p["notes"].as_array().unwrap();
+    assert_eq!(notes[0]["type"], "opened");
+    assert_eq!(notes[0]["summary"], "Request opened");
+    let last = notes.last().unwrap();
+    assert_eq!(last["type"], "closed");
+    assert_eq!(last["summary"], "Request closed: fixed");
+    assert_eq!(last["description"], "Patched by crew 3");
+    assert_eq!(last["role"], "crew");
+    for n in notes {
+        for field in ["datetime", "summary", "type"] {
+            assert!(n[field].is_string(), "{field}: {n}");
+        }
+    }
+    let c = by_id(&child_id);
+    assert_eq!(c["extended_attributes"]["duplicate"], true);
+    assert_eq!(
+        c["extended_attributes"]["parent_service_request_id"],
+        parent_id
+    );
+    assert_eq!(c["extended_attributes"]["duplicate_of"], parent_id);
+    assert_eq!(c["attributes"], json!([]));
+
+    for ext in ["json", "xml"] {
+        let text = app
+            .get_text(&format!(
+                "/open311/v2/requests.{ext}?service_request_id={parent_id},{child_id}&extensions=true"
+            ))
+            .await;
+        for secret in ["Ann", "Lee", "example.org", "555", "Pothole Pal", "caller"] {
+            assert!(!text.contains(secret), "{ext} shows {secret}: {text}");
+        }
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn xml_notes_hold_no_note_element_inside_a_note(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
+    let id = posted[0]["service_request_id"].as_str().unwrap();
+    let crew = app.token(Role::Crew).await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{id}/status")))
+        .bearer_auth(&crew)
+        .json(&json!({"status": "in_progress", "note": "Crew on site"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let xml = app
+        .get_text(&format!("/open311/v2/requests/{id}.xml?extensions=true"))
+        .await;
+    assert_eq!(xml.matches("<note>").count(), 2, "two events: {xml}");
+    for note in xml.split("<note>").skip(1) {
+        let body = note.split("</note>").next().unwrap_or_default();
+        assert!(!body.contains("<note"), "a note inside a note: {xml}");
+    }
+    assert!(
+        xml.contains("<description>Crew on site</description>"),
+        "{xml}"
+    );
 }
