@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -412,12 +412,9 @@ pub async fn create_request(
         service_request_id: report.reference.clone(),
         account_id: parsed.account_id,
     }];
-    Ok(render(
-        format,
-        StatusCode::CREATED,
-        "service_requests",
-        &body,
-    ))
+    // 200, as the published GeoReport v2 Swagger documents for this call (the native API
+    // answers 201).
+    Ok(render(format, StatusCode::OK, "service_requests", &body))
 }
 
 /// Any other path under `/open311`: the spec's 404, in the format the path asks for.
@@ -426,5 +423,15 @@ pub async fn not_found(res: Resource) -> Failure {
         res.format,
         StatusCode::NOT_FOUND,
         "resource not found: see /open311/discovery.xml",
+    )
+}
+
+/// A method the path does not take: the spec's error list with 405, in the format the path
+/// asks for.
+pub async fn method_not_allowed(res: Resource, method: Method) -> Failure {
+    Failure::new(
+        res.format,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on this resource"),
     )
 }

@@ -476,7 +476,11 @@ pub(super) mod tests {
         assert!(q.service_codes.is_empty() && q.statuses.is_empty() && q.area.is_none());
         assert_eq!((q.start, q.end, q.page), (None, None, 1));
         assert!(q.extensions);
-        assert!(!parse("service_request_id=CP-1&extensions=maybe").unwrap().extensions);
+        assert!(
+            !parse("service_request_id=CP-1&extensions=maybe")
+                .unwrap()
+                .extensions
+        );
         let too_long = format!("service_request_id={}&colour=red", "x".repeat(101));
         assert_eq!(parse(&too_long).unwrap_err(), vec!["service_request_id"]);
     }

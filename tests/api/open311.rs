@@ -326,7 +326,7 @@ async fn every_path_answers_in_both_formats_and_validates_against_the_official_s
         &(form(&api_key, 0) + "&attribute[DEPTH]=deep&media_url=https%3A%2F%2Fexample.org%2Fp.jpg"),
     )
     .await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
     let (status, _) = app
         .post_report(
@@ -404,7 +404,7 @@ async fn every_path_answers_in_both_formats_and_validates_against_the_official_s
 
     // The POST answer, in XML too.
     let (status, posted_xml) = post_form(&app, "xml", &form(&api_key, 1)).await;
-    assert_eq!(status, 201, "{posted_xml}");
+    assert_eq!(status, 200, "{posted_xml}");
     let entry = &posted_xml[0];
     assert!(
         entry["service_request_id"]
@@ -448,7 +448,7 @@ async fn a_posted_form_with_attributes_is_stored_through_intake_on_the_open311_c
     let body =
         form(&api_key, 0) + "&attribute[DEPTH]=shallow&attribute[LANE]=right&account_id=acct-9";
     let (status, posted) = post_form(&app, "json", &body).await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     assert_eq!(posted[0]["account_id"], "acct-9");
     let id = posted[0]["service_request_id"].as_str().unwrap();
 
@@ -489,7 +489,7 @@ async fn a_second_post_of_the_same_problem_is_told_which_request_it_joined(pool:
     let api_key = client_key(&app).await;
     let (_, first) = post_form(&app, "json", &form(&api_key, 0)).await;
     let (status, second) = post_form(&app, "xml", &form(&api_key, 0)).await;
-    assert_eq!(status, 201, "{second}");
+    assert_eq!(status, 200, "{second}");
     let first_id = first[0]["service_request_id"].as_str().unwrap();
     let notice = second[0]["service_notice"].as_str().unwrap();
     assert!(
@@ -515,7 +515,7 @@ async fn contact_details_are_kept_apart_with_consent_naming_the_client_and_never
     let body = form(&api_key, 0)
         + "&email=ann.lee%40example.org&first_name=Ann&last_name=Lee&phone=%2B1+213+555+0100&device_id=dev-1";
     let (status, posted) = post_form(&app, "json", &body).await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     let (name, email, phone, consent): (String, String, String, String) =
         sqlx::query_as("SELECT name, email, phone, consent_text FROM reporters")
             .fetch_one(&app.pool)
@@ -562,7 +562,7 @@ async fn posting_without_or_with_a_wrong_api_key_is_403_and_writes_nothing(pool:
     // An agent's token may post (a call centre using an Open311 tool).
     let agent = app.token(Role::Agent).await;
     let (status, _) = post_form(&app, "json", &form(&agent, 0)).await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 200);
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
@@ -757,7 +757,7 @@ async fn empty_optional_arguments_act_as_absent(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let k = client_key(&app).await;
     for n in 0..3 {
-        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 201);
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
     }
     let (_, plain) = get_both(&app, "/open311/v2/requests", "").await;
     assert_eq!(plain.as_array().unwrap().len(), 3);
@@ -1057,7 +1057,7 @@ async fn pages_split_the_list_without_gaps_or_repeats(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let k = client_key(&app).await;
     for n in 0..7 {
-        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 201);
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
     }
     let ids = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -1475,4 +1475,55 @@ async fn xml_notes_hold_no_note_element_inside_a_note(pool: PgPool) {
         xml.contains("<description>Crew on site</description>"),
         "{xml}"
     );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn posting_a_request_answers_200_as_the_georeport_swagger_documents(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    for (n, ext) in [(0, "json"), (1, "xml")] {
+        let (status, posted) = post_form(&app, ext, &form(&k, n)).await;
+        assert_eq!(status, 200, "{ext}: {posted}");
+        assert!(posted[0]["service_request_id"].is_string(), "{posted}");
+    }
+    // The native API keeps 201 Created.
+    let (status, _) = app.post_report(&crate::helpers::pothole(), &key()).await;
+    assert_eq!(status, 201);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_method_a_path_does_not_take_gets_405_with_the_error_list(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, "/open311/v2/requests", "POST"),
+        (reqwest::Method::DELETE, "/open311/v2/services", "GET"),
+        (reqwest::Method::POST, "/open311/discovery", "GET"),
+        (
+            reqwest::Method::PATCH,
+            "/open311/v2/requests/CP-0000-0000",
+            "GET",
+        ),
+    ] {
+        for ext in ["json", "xml"] {
+            let res = app
+                .client
+                .request(method.clone(), app.url(&format!("{path}.{ext}")))
+                .send()
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let allowed = res.headers()["allow"].to_str().unwrap().to_owned();
+            assert!(allowed.contains(allow), "{method} {path}.{ext}: {allowed}");
+            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+            let text = res.text().await.unwrap();
+            let body = if ext == "xml" {
+                assert_eq!(ct, "text/xml; charset=utf-8");
+                xml_as_json(&text)
+            } else {
+                assert_eq!(ct, "application/json; charset=utf-8");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+            };
+            assert_error_list(status, &body, 405, "not allowed");
+        }
+    }
 }
