@@ -5,13 +5,13 @@ use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::form::{RequestForm, attribute_defs, parse_request};
 use super::format::Format;
-use super::query::RequestsQuery;
+use super::query::{RequestsQuery, next_page_query};
 use super::response::{
     Discovery, Endpoint, ErrorOut, PostedOut, RequestOut, ServiceDefinition, ServiceOut, TokenOut,
     service_notice,
@@ -235,6 +235,8 @@ pub async fn service_definition(
 /// `extensions` additions.
 pub async fn list_requests(
     State(state): State<AppState>,
+    PublicBase(base): PublicBase,
+    uri: Uri,
     res: Resource,
     caller: Result<Caller, AppError>,
     RawQuery(q): RawQuery,
@@ -250,10 +252,19 @@ pub async fn list_requests(
             .and_then(|c| c.require_source(query.source, "query requests from PostGIS"))
             .map_err(|e| Failure::from_app(format, &e))?;
     }
-    let reports = search::find(&state, &query)
+    let page = search::find_page(&state, &query)
         .await
         .map_err(|e| Failure::db(format, e))?;
-    requests_response(&state, format, &reports, query.extensions).await
+    let mut res = requests_response(&state, format, &page.reports, query.extensions).await?;
+    if page.has_next {
+        // The body must stay the spec's plain list, so a cut list says so in a header.
+        let next = next_page_query(q.as_deref().unwrap_or_default(), query.page + 1);
+        let link = format!("<{base}{}?{next}>; rel=\"next\"", uri.path());
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            res.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(res)
 }
 
 /// `GET /open311/v2/requests/{id}.{json,xml}`: a one-element list; the id is the reference

@@ -201,6 +201,19 @@ impl RequestsQuery {
     }
 }
 
+/// The query string of the next page: the same arguments with `page` moved on, and without an
+/// `api_key`, which a link must not repeat.
+pub fn next_page_query(query: &str, next: u32) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "page" && k != "api_key" {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.append_pair("page", &next.to_string());
+    out.finish()
+}
+
 /// `source`: the live index by default; `postgis` for the baseline (staff only, checked by
 /// the handler).
 fn source(params: &QueryParams, errors: &mut Vec<FieldError>) -> Source {
@@ -483,6 +496,15 @@ pub(super) mod tests {
         );
         let too_long = format!("service_request_id={}&colour=red", "x".repeat(101));
         assert_eq!(parse(&too_long).unwrap_err(), vec!["service_request_id"]);
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_arguments_and_moves_page_on() {
+        assert_eq!(
+            next_page_query("status=open&page=3&service_code=a,b&api_key=secret", 4),
+            "status=open&service_code=a%2Cb&page=4"
+        );
+        assert_eq!(next_page_query("", 2), "page=2");
     }
 
     #[test]

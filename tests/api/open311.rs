@@ -1527,3 +1527,107 @@ async fn a_method_a_path_does_not_take_gets_405_with_the_error_list(pool: PgPool
         }
     }
 }
+
+/// The `Link` header's target, if the answer has a next page.
+fn next_link(res: &reqwest::Response) -> Option<String> {
+    let link = res.headers().get("link")?.to_str().expect("ASCII link");
+    let (target, rel) = link.split_once(">; ")?;
+    assert_eq!(rel, "rel=\"next\"", "{link}");
+    Some(target.trim_start_matches('<').to_owned())
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_list_cut_at_the_page_size_links_to_the_next_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    for n in 0..3 {
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
+    }
+    // Smaller pages say so too, on the live index's path as well.
+    for area in ["", "&bbox=-118.3,34.0,-118.2,34.1"] {
+        let get = |page: u32| {
+            let url = app.url(&format!(
+                "/open311/v2/requests.json?page_size=2&page={page}{area}"
+            ));
+            let client = app.client.clone();
+            async move { client.get(url).send().await.unwrap() }
+        };
+        let first = next_link(&get(1).await).expect("page 1 of a longer list");
+        assert!(
+            first.contains("page_size=2") && first.ends_with("page=2"),
+            "{first}"
+        );
+        assert_eq!(next_link(&get(2).await), None, "{area}");
+    }
+    // 1,001 requests in the default window: one more than the largest page.
+    sqlx::query(
+        "INSERT INTO reports (id, reference, service_code, status, description, channel, location,
+                              h3_cell, requested_at, updated_at)
+         SELECT gen_random_uuid(), 'CP-T' || lpad(g::text, 4, '0') || '-0000', service_code, status,
+                description, channel, location, h3_cell, requested_at - make_interval(secs => g),
+                updated_at
+         FROM (SELECT * FROM reports LIMIT 1) r, generate_series(1, 998) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for ext in ["json", "xml"] {
+        let res = app
+            .client
+            .get(app.url(&format!("/open311/v2/requests.{ext}?status=open&api_key=k")))
+            .send()
+            .await
+            .unwrap();
+        let next = next_link(&res).expect("a cut list links to its next page");
+        assert_eq!(
+            next,
+            app.url(&format!("/open311/v2/requests.{ext}?status=open&page=2"))
+        );
+        let text = res.text().await.unwrap();
+        let first = if ext == "xml" {
+            xml_as_json(&text)
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        assert_eq!(first.as_array().unwrap().len(), 1000);
+        let res = app.client.get(&next).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(next_link(&res), None, "the last page links nowhere");
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn start_date_alone_selects_the_90_days_from_then_on(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let mut ids = Vec::new();
+    for (n, days_ago) in [(0, 200), (1, 150), (2, 40)] {
+        let (_, posted) = post_form(&app, "json", &form(&k, n)).await;
+        let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
+        sqlx::query(
+            "UPDATE reports SET requested_at = now() - make_interval(days => $2) WHERE reference = $1",
+        )
+        .bind(&id)
+        .bind(days_ago)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let start = (chrono::Utc::now() - chrono::Duration::days(160)).format("%Y-%m-%dT%H:%M:%SZ");
+    let (status, found) = get_both(
+        &app,
+        "/open311/v2/requests",
+        &format!("?start_date={start}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let found: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["service_request_id"].as_str().unwrap())
+        .collect();
+    // From 160 days ago to 70 days ago: not the older one, nor the one 40 days old.
+    assert_eq!(found, vec![ids[1].as_str()]);
+}
