@@ -57,10 +57,22 @@ struct Encoder {
 }
 
 fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv_writer_after(&[])
+}
+
+/// A CSV writer whose buffer starts with `prefix`.
+fn csv_writer_after(prefix: &[u8]) -> csv::Writer<Vec<u8>> {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
+    buf.extend_from_slice(prefix);
     csv::WriterBuilder::new()
         .has_headers(false)
-        .from_writer(Vec::with_capacity(CHUNK_BYTES + 4096))
+        .from_writer(buf)
 }
+
+/// The UTF-8 byte order mark: without it Excel reads a CSV as the machine's legacy code page
+/// and garbles every non-ASCII letter (GDAL, Python's csv with `utf-8-sig`, R and the csv
+/// crate skip it).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl Encoder {
     fn csv_mut(&mut self) -> &mut csv::Writer<Vec<u8>> {
@@ -71,7 +83,7 @@ impl Encoder {
         let mut e = Self {
             format,
             json: Vec::with_capacity(CHUNK_BYTES + 4096),
-            csv: (format == Format::Csv).then(csv_writer),
+            csv: (format == Format::Csv).then(|| csv_writer_after(UTF8_BOM)),
             rows: 0,
         };
         match format {
