@@ -1351,6 +1351,20 @@ async fn multivaluelist_attributes_are_accepted_repeated_or_php_indexed(pool: Pg
     assert_error_list(status, &errors, 400, "attribute[DEPTH]");
 }
 
+/// A crew member sets a request's status with a note, through the native API.
+async fn crew_sets_status(app: &TestApp, id: &str, status: &str, note: &str) {
+    let crew = app.token(Role::Crew).await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{id}/status")))
+        .bearer_auth(&crew)
+        .json(&json!({"status": status, "note": note}))
+        .send()
+        .await
+        .expect("status change");
+    assert_eq!(res.status(), 200);
+}
+
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn extensions_follow_the_chicago_boston_sf_convention_without_personal_data(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -1374,16 +1388,7 @@ async fn extensions_follow_the_chicago_boston_sf_convention_without_personal_dat
     .execute(&app.pool)
     .await
     .unwrap();
-    let crew = app.token(Role::Crew).await;
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/reports/{parent_id}/status")))
-        .bearer_auth(&crew)
-        .json(&json!({"status": "fixed", "note": "Patched by crew 3"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    crew_sets_status(&app, &parent_id, "fixed", "Patched by crew 3").await;
 
     let (status, found) = get_both(
         &app,
@@ -1453,16 +1458,7 @@ async fn xml_notes_hold_no_note_element_inside_a_note(pool: PgPool) {
     let k = client_key(&app).await;
     let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
     let id = posted[0]["service_request_id"].as_str().unwrap();
-    let crew = app.token(Role::Crew).await;
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/reports/{id}/status")))
-        .bearer_auth(&crew)
-        .json(&json!({"status": "in_progress", "note": "Crew on site"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    crew_sets_status(&app, id, "in_progress", "Crew on site").await;
     let xml = app
         .get_text(&format!("/open311/v2/requests/{id}.xml?extensions=true"))
         .await;
