@@ -19,7 +19,8 @@ pub struct RequestForm {
     pub api_key: Option<String>,
     pub service_code: Option<String>,
     fields: BTreeMap<&'static str, String>,
-    /// `attribute[CODE]=v` and `attribute[CODE][]=v` (the latter for multivaluelist).
+    /// `attribute[CODE]=v`, repeated (or as `attribute[CODE][]=v`, `attribute[CODE][0]=v`)
+    /// for multivaluelist.
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
@@ -58,24 +59,16 @@ impl RequestForm {
                 )
             })?;
             let v = v.trim().to_owned();
-            if let Some(rest) = k.strip_prefix("attribute[") {
-                let (code, many) = match rest.strip_suffix("][]") {
-                    Some(code) => (code, true),
-                    None => (rest.strip_suffix(']').unwrap_or(""), false),
-                };
-                if code.is_empty() || code.contains(['[', ']']) {
-                    return Err(FieldError::new(k, "is not of the form attribute[CODE]"));
-                }
-                let values = form.attributes.entry(code.to_owned()).or_default();
-                if !many && !values.is_empty() {
-                    return Err(FieldError::new(k, "may be given only once"));
-                }
-                if !v.is_empty() {
-                    values.push(v);
-                }
+            if v.is_empty() {
                 continue;
             }
-            if v.is_empty() {
+            if let Some(rest) = k.strip_prefix("attribute[") {
+                let code = attribute_code(rest).ok_or_else(|| {
+                    FieldError::new(k.clone(), "is not of the form attribute[CODE]")
+                })?;
+                // Repeats are collected; the service definition decides whether its datatype
+                // takes more than one value.
+                form.attributes.entry(code.to_owned()).or_default().push(v);
                 continue;
             }
             let slot = match k.as_str() {
@@ -108,6 +101,15 @@ impl RequestForm {
     fn take(&mut self, name: &str) -> Option<String> {
         self.fields.remove(name)
     }
+}
+
+/// The code of an attribute field, given what follows `attribute[`: `CODE]`, and for
+/// multivaluelist the forms clients send, `CODE][]` and PHP's indexed `CODE][0]`.
+fn attribute_code(rest: &str) -> Option<&str> {
+    let (code, tail) = rest.split_once(']')?;
+    let index = tail.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    let tail_ok = tail.is_empty() || index.is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()));
+    (!code.is_empty() && !code.contains('[') && tail_ok).then_some(code)
 }
 
 /// Strict percent-decoding: `form_urlencoded` replaces bad bytes silently, but the spec says
@@ -391,6 +393,26 @@ mod tests {
             RequestForm::decode(b"attribute[]=x").unwrap_err().field,
             "attribute[]=x".split('=').next().unwrap()
         );
+    }
+
+    #[test]
+    fn multivalue_attributes_may_be_repeated_or_indexed_and_empty_ones_are_absent() {
+        let f = RequestForm::decode(
+            b"attribute[TAGS]=x&attribute[TAGS]=y&attribute[MORE][0]=a&attribute[MORE][1]=b&attribute[MORE][]=c&attribute[UNKNOWN]=&attribute[]=",
+        )
+        .unwrap();
+        assert_eq!(f.attributes["TAGS"], vec!["x", "y"]);
+        assert_eq!(f.attributes["MORE"], vec!["a", "b", "c"]);
+        assert!(!f.attributes.contains_key("UNKNOWN"), "{f:?}");
+        for bad in [
+            "attribute[X][a]=1",
+            "attribute[X]]=1",
+            "attribute[X][0][1]=1",
+            "attribute[X=1",
+            "attribute[[X]=1",
+        ] {
+            assert!(RequestForm::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -33,4 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/open311/v2/requests/{file}", get(h::show_request))
         .route("/open311/v2/tokens/{file}", get(h::token))
         .route("/open311/{*rest}", get(h::not_found).post(h::not_found))
+        // Last, so it covers every route above: a method a path does not take gets the
+        // spec's error list (axum keeps the `Allow` header).
+        .method_not_allowed_fallback(h::method_not_allowed)
 }

@@ -96,17 +96,8 @@ impl RequestsQuery {
         let params = QueryParams::parse(query, KNOWN, LISTS, &mut errors);
 
         let ids: Vec<String> = params.list("service_request_id");
-        if ids.len() > MAX_PAGE_SIZE as usize {
-            errors.push(FieldError::new(
-                "service_request_id",
-                format!("at most {MAX_PAGE_SIZE} ids at once"),
-            ));
-        }
-        if ids.iter().any(|id| id.chars().count() > 100) {
-            errors.push(FieldError::new(
-                "service_request_id",
-                "ids are at most 100 characters",
-            ));
+        if !ids.is_empty() {
+            return Self::by_ids(ids, &params);
         }
         let mut service_codes = Vec::new();
         for code in params.list("service_code") {
@@ -173,6 +164,54 @@ impl RequestsQuery {
             source,
         })
     }
+
+    /// The spec: `service_request_id` overrides every other argument, so the others are not
+    /// even checked (a client that also sends a stale `service_code` or a bad date still gets
+    /// its requests). Only `extensions=true` still shapes the answer.
+    fn by_ids(ids: Vec<String>, params: &QueryParams) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if ids.len() > MAX_PAGE_SIZE as usize {
+            errors.push(FieldError::new(
+                "service_request_id",
+                format!("at most {MAX_PAGE_SIZE} ids at once"),
+            ));
+        }
+        if ids.iter().any(|id| id.chars().count() > 100) {
+            errors.push(FieldError::new(
+                "service_request_id",
+                "ids are at most 100 characters",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            ids,
+            service_codes: Vec::new(),
+            statuses: Vec::new(),
+            start: None,
+            end: None,
+            updated_after: None,
+            area: None,
+            page: 1,
+            page_size: MAX_PAGE_SIZE,
+            extensions: params.one("extensions") == Some("true"),
+            source: Source::Index,
+        })
+    }
+}
+
+/// The query string of the next page: the same arguments with `page` moved on, and without an
+/// `api_key`, which a link must not repeat.
+pub fn next_page_query(query: &str, next: u32) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "page" && k != "api_key" {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.append_pair("page", &next.to_string());
+    out.finish()
 }
 
 /// `source`: the live index by default; `postgis` for the baseline (staff only, checked by
@@ -438,6 +477,34 @@ pub(super) mod tests {
         assert_eq!(parse("status=pending").unwrap_err(), vec!["status"]);
         assert_eq!(parse("page_size=1001").unwrap_err(), vec!["page_size"]);
         assert_eq!(parse("extensions=yes").unwrap_err(), vec!["extensions"]);
+    }
+
+    #[test]
+    fn service_request_id_overrides_every_other_argument_even_invalid_ones() {
+        let q = parse(
+            "service_request_id=CP-7K3M-9QXD&service_code=unicorns&start_date=yesterday&status=pending&page=0&colour=red&bbox=1,2,3&extensions=true",
+        )
+        .unwrap();
+        assert_eq!(q.ids, vec!["CP-7K3M-9QXD"]);
+        assert!(q.service_codes.is_empty() && q.statuses.is_empty() && q.area.is_none());
+        assert_eq!((q.start, q.end, q.page), (None, None, 1));
+        assert!(q.extensions);
+        assert!(
+            !parse("service_request_id=CP-1&extensions=maybe")
+                .unwrap()
+                .extensions
+        );
+        let too_long = format!("service_request_id={}&colour=red", "x".repeat(101));
+        assert_eq!(parse(&too_long).unwrap_err(), vec!["service_request_id"]);
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_arguments_and_moves_page_on() {
+        assert_eq!(
+            next_page_query("status=open&page=3&service_code=a,b&api_key=secret", 4),
+            "status=open&service_code=a%2Cb&page=4"
+        );
+        assert_eq!(next_page_query("", 2), "page=2");
     }
 
     #[test]

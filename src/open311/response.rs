@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::form::AttributeDef;
+use super::form::{AttributeDef, attribute_defs};
 use super::format::w3c;
 use crate::catalogue::Service;
 use crate::domain::{Report, Status};
@@ -65,42 +65,116 @@ pub struct RequestOut {
     pub long: f64,
     pub media_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Vec<AttributeOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub extended_attributes: Option<ExtendedAttributes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<Vec<NoteOut>>,
 }
 
-/// `extensions=true`: what Open311's two statuses cannot say.
+/// `extensions=true`: what Open311's two statuses cannot say. `duplicate` and
+/// `parent_service_request_id` are the names Chicago, Boston and San Francisco use;
+/// `duplicate_of` is citypin's own name for the same parent.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExtendedAttributes {
     pub detailed_status: &'static str,
     pub channel: String,
     pub supporters: i32,
+    pub duplicate: bool,
+    pub parent_service_request_id: Option<String>,
     pub duplicate_of: Option<String>,
     pub closed_datetime: Option<String>,
 }
 
-/// One history event under `extensions=true`: who by role, never by name.
+/// One submitted attribute under `extensions=true`: a multivaluelist gives one entry per
+/// value, as the form sent them. Values are strings, as on the wire.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AttributeOut {
+    pub code: String,
+    pub value: String,
+}
+
+/// The submitted attributes the service defines, in its order. Keys it does not define (the
+/// native API stores any object) are never shown: they were not asked for in public.
+pub fn attributes_out(stored: &serde_json::Value, service: &Service) -> Vec<AttributeOut> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    for def in attribute_defs(service).into_iter().filter(|d| d.variable) {
+        let values = match stored.get(&def.code) {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(one) => vec![one],
+            None => Vec::new(),
+        };
+        out.extend(values.into_iter().filter_map(|v| {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some(AttributeOut {
+                code: def.code.clone(),
+                value,
+            })
+        }));
+    }
+    out
+}
+
+/// One history event under `extensions=true`, in the convention Chicago, Boston and San
+/// Francisco serve (`datetime`, `summary`, `type` of opened/closed/activity, `description`),
+/// with citypin's own fields alongside: who by role, never by name.
 #[derive(Clone, Debug, Serialize)]
 pub struct NoteOut {
     pub datetime: String,
+    pub summary: String,
+    #[serde(rename = "type")]
+    pub note_type: &'static str,
+    /// The note staff wrote (or the one the system wrote for a duplicate link).
+    pub description: Option<String>,
     pub kind: String,
     pub from_status: Option<String>,
     pub to_status: Option<String>,
-    pub note: Option<String>,
     pub role: String,
 }
 
 impl From<&HistoryEvent> for NoteOut {
     fn from(e: &HistoryEvent) -> Self {
+        let (note_type, summary) = summarise(e);
         Self {
             datetime: w3c(e.at),
+            summary,
+            note_type,
+            description: e.note.clone().filter(|n| !n.trim().is_empty()),
             kind: e.kind.clone(),
             from_status: e.from_status.clone(),
             to_status: e.to_status.clone(),
-            note: e.note.clone(),
             role: e.actor_role.clone(),
         }
+    }
+}
+
+/// A note's `type` and `summary`: `opened` for the creation, `closed` for any move into a
+/// closed status, `activity` for everything else.
+fn summarise(e: &HistoryEvent) -> (&'static str, String) {
+    let from = e.from_status.as_deref().and_then(Status::parse);
+    let to = e.to_status.as_deref().and_then(Status::parse);
+    let words = |s: Status| s.as_str().replace('_', " ");
+    let activity = |s: &str| ("activity", s.to_owned());
+    match (e.kind.as_str(), from, to) {
+        ("created", _, _) => ("opened", "Request opened".into()),
+        (_, _, Some(Status::Duplicate)) => ("closed", "Request closed as a duplicate".into()),
+        (_, _, Some(t)) if !t.is_open() => ("closed", format!("Request closed: {}", words(t))),
+        (_, Some(f), Some(t)) if !f.is_open() => {
+            ("activity", format!("Request reopened: {}", words(t)))
+        }
+        (_, _, Some(t)) => ("activity", format!("Status changed to {}", words(t))),
+        ("duplicate" | "merge", _, None) => activity("A duplicate was linked to this request"),
+        ("unmerge", _, None) => activity("A duplicate was unlinked from this request"),
+        ("supporter", ..) => activity("Supporter added"),
+        ("photo", ..) => activity("Photo added"),
+        ("note", ..) => activity("Note added"),
+        _ => activity("Updated"),
     }
 }
 
@@ -149,10 +223,17 @@ impl RequestOut {
             lat: r.lat,
             long: r.lon,
             media_url: r.media_url.clone(),
+            attributes: extensions.then(|| {
+                service
+                    .map(|s| attributes_out(&r.attributes, s))
+                    .unwrap_or_default()
+            }),
             extended_attributes: extensions.then(|| ExtendedAttributes {
                 detailed_status: r.status().as_str(),
                 channel: r.channel.clone(),
                 supporters: r.supporters,
+                duplicate: r.status() == Status::Duplicate,
+                parent_service_request_id: r.duplicate_of_reference.clone(),
                 duplicate_of: r.duplicate_of_reference.clone(),
                 closed_datetime: r.closed_at.map(w3c),
             }),
@@ -249,6 +330,112 @@ mod tests {
         let out = RequestOut::new(&r, None, None, false);
         assert_eq!(out.status_notes.as_deref(), Some("crew on site"));
         assert!(out.extended_attributes.is_none() && out.notes.is_none());
+    }
+
+    fn event(kind: &str, from: Option<&str>, to: Option<&str>) -> HistoryEvent {
+        HistoryEvent {
+            at: now(),
+            kind: kind.into(),
+            from_status: from.map(Into::into),
+            to_status: to.map(Into::into),
+            note: Some("Patched by crew 3".into()),
+            actor_role: "crew".into(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn notes_carry_datetime_summary_type_and_description() {
+        let n = NoteOut::from(&event("status", Some("new"), Some("fixed")));
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["datetime"], "2026-06-01T12:00:00Z");
+        assert_eq!(v["type"], "closed");
+        assert_eq!(v["summary"], "Request closed: fixed");
+        assert_eq!(v["description"], "Patched by crew 3");
+        assert_eq!(
+            (v["kind"].as_str(), v["role"].as_str()),
+            (Some("status"), Some("crew"))
+        );
+        assert!(v.get("note").is_none(), "{v}");
+        let kinds = |k: &str, f: Option<&str>, t: Option<&str>| summarise(&event(k, f, t));
+        assert_eq!(kinds("created", None, Some("new")).0, "opened");
+        assert_eq!(
+            kinds("duplicate", Some("new"), Some("duplicate")).0,
+            "closed"
+        );
+        assert_eq!(kinds("merge", None, None).0, "activity");
+        assert_eq!(
+            kinds("status", Some("fixed"), Some("in_progress")),
+            ("activity", "Request reopened: in progress".into())
+        );
+        assert_eq!(
+            kinds("status", Some("new"), Some("scheduled")),
+            ("activity", "Status changed to scheduled".into())
+        );
+    }
+
+    #[test]
+    fn extensions_show_the_defined_attributes_and_the_duplicate_parent() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "service_code": "pothole", "service_name": "Pothole", "group": "Streets",
+            "agency": "BSS", "sla_hours": 72, "dedup": {"radius_m": 30, "window_hours": 24},
+            "attributes": [
+                {"variable": true, "code": "DEPTH", "datatype": "string", "required": false},
+                {"variable": true, "code": "TAGS", "datatype": "multivaluelist", "required": false,
+                 "values": [{"key": "x", "name": "X"}, {"key": "y", "name": "Y"}]},
+                {"variable": true, "code": "WIDTH", "datatype": "number", "required": false}
+            ]
+        }))
+        .unwrap();
+        let mut r = sample_report();
+        r.attributes = serde_json::json!({"DEPTH": "deep", "TAGS": ["x", "y"], "WIDTH": 1.5,
+                                          "email": "ann@example.org"});
+        r.status = Status::Duplicate;
+        r.duplicate_of_reference = Some("CP-AAAA-BBBB".into());
+        let out = RequestOut::new(&r, Some(&service), None, true);
+        let pairs: Vec<(String, String)> = out
+            .attributes
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.code, a.value))
+            .collect();
+        let expected = [
+            ("DEPTH", "deep"),
+            ("TAGS", "x"),
+            ("TAGS", "y"),
+            ("WIDTH", "1.5"),
+        ];
+        assert_eq!(pairs, expected.map(|(c, v)| (c.to_owned(), v.to_owned())));
+        let ext = out.extended_attributes.unwrap();
+        assert!(ext.duplicate);
+        assert_eq!(
+            ext.parent_service_request_id.as_deref(),
+            Some("CP-AAAA-BBBB")
+        );
+        assert!(
+            RequestOut::new(&r, Some(&service), None, false)
+                .attributes
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn xml_notes_are_not_a_note_inside_a_note() {
+        let r = sample_report();
+        let out = RequestOut::new(
+            &r,
+            None,
+            Some(&[event("status", Some("new"), Some("fixed"))]),
+            true,
+        );
+        let xml =
+            crate::open311::xml::render("service_requests", &serde_json::to_value([out]).unwrap());
+        assert!(xml.contains("<notes><note>"), "{xml}");
+        assert_eq!(xml.matches("<note>").count(), 1, "{xml}");
+        assert!(
+            xml.contains("<description>Patched by crew 3</description>"),
+            "{xml}"
+        );
     }
 
     fn sample_report() -> Report {
