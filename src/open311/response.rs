@@ -94,12 +94,22 @@ pub struct AttributeOut {
     pub value: String,
 }
 
-/// The submitted attributes the service defines, in its order. Keys it does not define (the
-/// native API stores any object) are never shown: they were not asked for in public.
+/// The submitted attributes the service defines, in its order, when their answer comes from
+/// a fixed list or is a number or a date. Keys it does not define (the native API stores any
+/// object) are never shown: they were not asked for in public. Free-text answers (`string`,
+/// `text`) are not shown either: what a citizen types there may name a person or a vehicle
+/// (a licence plate), and personal data never reaches a public answer.
 pub fn attributes_out(stored: &serde_json::Value, service: &Service) -> Vec<AttributeOut> {
     use serde_json::Value;
     let mut out = Vec::new();
-    for def in attribute_defs(service).into_iter().filter(|d| d.variable) {
+    let public = |d: &AttributeDef| {
+        d.variable
+            && matches!(
+                d.datatype.as_str(),
+                "singlevaluelist" | "multivaluelist" | "number" | "datetime"
+            )
+    };
+    for def in attribute_defs(service).into_iter().filter(public) {
         let values = match stored.get(&def.code) {
             Some(Value::Array(items)) => items.iter().collect(),
             Some(one) => vec![one],
@@ -399,12 +409,8 @@ mod tests {
             .into_iter()
             .map(|a| (a.code, a.value))
             .collect();
-        let expected = [
-            ("DEPTH", "deep"),
-            ("TAGS", "x"),
-            ("TAGS", "y"),
-            ("WIDTH", "1.5"),
-        ];
+        // DEPTH is free text here: not shown.
+        let expected = [("TAGS", "x"), ("TAGS", "y"), ("WIDTH", "1.5")];
         assert_eq!(pairs, expected.map(|(c, v)| (c.to_owned(), v.to_owned())));
         let ext = out.extended_attributes.unwrap();
         assert!(ext.duplicate);
