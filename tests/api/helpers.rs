@@ -187,3 +187,27 @@ pub fn pothole() -> Value {
 pub fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// One test per case, so a failing case hides no other and its name says which behaviour broke.
+/// `cases! { async check { name: arg, …; … } }` writes, for each line, a
+/// `#[sqlx::test] async fn name(pool)` (its own database and server) that awaits
+/// `check(pool, arg, …)`; without `async`, a plain `#[test] fn name()` that calls `check(arg, …)`.
+macro_rules! cases {
+    (async $check:path { $($name:ident: $($arg:expr),* ;)+ }) => {
+        $(
+            #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+            async fn $name(pool: sqlx::PgPool) {
+                $check(pool, $($arg),*).await;
+            }
+        )+
+    };
+    ($check:path { $($name:ident: $($arg:expr),* ;)+ }) => {
+        $(
+            #[test]
+            fn $name() {
+                $check($($arg),*);
+            }
+        )+
+    };
+}
+pub(crate) use cases;
