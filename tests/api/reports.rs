@@ -1,10 +1,10 @@
 //! The native JSON API: intake, idempotency, lookup, history, status changes, bad input.
 
 use citypin::auth::Role;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, key, pothole};
+use crate::helpers::{TestApp, cases, key, pothole};
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn a_citizen_report_is_stored_and_found_by_its_reference(pool: PgPool) {
@@ -78,115 +78,126 @@ async fn a_missing_idempotency_key_is_a_400_naming_the_header(pool: PgPool) {
     assert_eq!(app.count_reports().await, 0);
 }
 
-/// Each bad body gets a 4xx problem naming the field, and nothing is written.
-#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn bad_input_is_refused_with_the_field_named_and_nothing_written(pool: PgPool) {
+const JSON: &str = "application/json";
+
+/// Posts `text` as `content_type` with a fresh key: the answer is a problem+json with `status`
+/// naming `field` (when given), and nothing is written.
+async fn is_refused(
+    pool: PgPool,
+    content_type: &str,
+    text: &str,
+    status: u16,
+    field: Option<&str>,
+) {
     let app = TestApp::spawn(pool).await;
-    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
-        (
-            json!({"service_code": "pothole", "lon": -118.2}),
-            422,
-            "lat",
-        ),
-        (json!({"service_code": "pothole", "lat": 34.0}), 422, "lon"),
-        (
-            json!({"service_code": "pothole", "lat": 95.0, "lon": -118.2}),
-            422,
-            "lat",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": 200.0}),
-            422,
-            "lon",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": "NaN", "lon": -118.2}),
-            400,
-            "lat",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": null, "lon": -118.2}),
-            400,
-            "body",
-        ),
-        (
-            json!({"service_code": "no-such-service", "lat": 34.0, "lon": -118.2}),
-            422,
-            "service_code",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "description": "<img src=x onerror=alert(1)>"}),
-            422,
-            "description",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "description": "x".repeat(4001)}),
-            422,
-            "description",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "colour": "red"}),
-            400,
-            "colour",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "contact": {"email": "a@b.org"}}),
-            422,
-            "contact.consent",
-        ),
-        (
-            json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "channel": "pigeon"}),
-            422,
-            "channel",
-        ),
-    ];
-    for (body, status, field) in cases {
-        // A number too large for f64 cannot be written by serde_json, so it goes in as text.
-        let text = body.to_string().replace("null", "1e999");
-        let res = app
-            .client
-            .post(app.url("/api/v1/reports"))
-            .header("Idempotency-Key", crate::helpers::key())
-            .header("content-type", "application/json")
-            .body(if field == "body" {
-                text
-            } else {
-                body.to_string()
-            })
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), status, "{body}");
-        let problem: serde_json::Value = res.json().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/v1/reports"))
+        .header("Idempotency-Key", key())
+        .header("content-type", content_type)
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let problem: Value = res.json().await.unwrap();
+    if let Some(field) = field {
         let fields: Vec<&str> = problem["errors"]
             .as_array()
             .unwrap()
             .iter()
             .filter_map(|e| e["field"].as_str())
             .collect();
-        assert!(fields.contains(&field), "{body} -> {problem}");
+        assert!(fields.contains(&field), "{problem}");
     }
-    for (raw, ct, status) in [
-        ("{not json", "application/json", 400),
-        ("a=b", "application/x-www-form-urlencoded", 415),
-    ] {
-        let res = app
-            .client
-            .post(app.url("/api/v1/reports"))
-            .header("Idempotency-Key", crate::helpers::key())
-            .header("content-type", ct)
-            .body(raw)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), status, "{raw}");
-        assert_eq!(res.headers()["content-type"], "application/problem+json");
-    }
-    let big = json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "description": "y".repeat(100_000)});
-    let (status, _) = app.post_report(&big, &crate::helpers::key()).await;
-    assert_eq!(status, 413);
     assert_eq!(app.count_reports().await, 0);
 }
+
+/// A bad JSON body: refused as [`is_refused`] says, naming `field`.
+async fn body_is_refused(pool: PgPool, body: &Value, status: u16, field: &str) {
+    is_refused(pool, JSON, &body.to_string(), status, Some(field)).await;
+}
+
+cases! { async body_is_refused {
+    a_missing_latitude_is_refused_naming_lat:
+        &json!({"service_code": "pothole", "lon": -118.2}), 422, "lat";
+    a_missing_longitude_is_refused_naming_lon:
+        &json!({"service_code": "pothole", "lat": 34.0}), 422, "lon";
+    a_latitude_past_90_is_refused_naming_lat:
+        &json!({"service_code": "pothole", "lat": 95.0, "lon": -118.2}), 422, "lat";
+    a_longitude_past_180_is_refused_naming_lon:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": 200.0}), 422, "lon";
+    a_nan_latitude_is_a_400_naming_lat:
+        &json!({"service_code": "pothole", "lat": "NaN", "lon": -118.2}), 400, "lat";
+    an_unknown_service_is_refused_naming_service_code:
+        &json!({"service_code": "no-such-service", "lat": 34.0, "lon": -118.2}), 422, "service_code";
+    a_description_with_markup_is_refused_naming_description:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "description": "<img src=x onerror=alert(1)>"}), 422, "description";
+    a_description_of_4001_characters_is_refused_naming_description:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "description": "x".repeat(4001)}), 422, "description";
+    an_unknown_field_is_a_400_naming_it:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "colour": "red"}), 400, "colour";
+    contact_details_without_consent_are_refused_naming_contact_consent:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "contact": {"email": "a@b.org"}}), 422, "contact.consent";
+    an_unknown_channel_is_refused_naming_channel:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "channel": "pigeon"}), 422, "channel";
+}}
+
+cases! { async is_refused {
+    // A number too large for f64 cannot be written by serde_json, so it goes in as text.
+    a_latitude_too_large_for_a_number_is_a_400_naming_the_body:
+        JSON, r#"{"service_code":"pothole","lat":1e999,"lon":-118.2}"#, 400, Some("body");
+    malformed_json_is_a_400_problem: JSON, "{not json", 400, None;
+    a_form_body_is_a_415_problem: "application/x-www-form-urlencoded", "a=b", 415, None;
+    a_body_past_the_size_limit_is_a_413_problem:
+        JSON,
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "description": "y".repeat(100_000)}).to_string(),
+        413,
+        None;
+}}
+
+/// Each event of a report's history as (kind, status it moved to).
+async fn steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let (_, history) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["to_status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A status change asked by `role` (no token when `None`) is refused with `status`, and the
+/// history holds only the report's creation.
+async fn a_status_change_is_refused(pool: PgPool, role: Option<Role>, status: u16) {
+    let app = TestApp::spawn(pool).await;
+    let (_, report) = app.post_report(&pothole(), &key()).await;
+    let id = report["id"].as_str().unwrap();
+    let mut req = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{id}/status")))
+        .json(&json!({"status": "in_progress", "note": "crew on site"}));
+    if let Some(role) = role {
+        req = req.bearer_auth(app.token(role).await);
+    }
+    assert_eq!(req.send().await.unwrap().status(), status);
+    assert_eq!(steps(&app, id).await, [("created".into(), "new".into())]);
+}
+
+cases! { async a_status_change_is_refused {
+    a_status_change_without_a_token_is_401: None, 401;
+    a_status_change_by_an_analyst_is_403: Some(Role::Analyst), 403;
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn a_crew_status_change_is_recorded_in_the_history(pool: PgPool) {
@@ -195,19 +206,6 @@ async fn a_crew_status_change_is_recorded_in_the_history(pool: PgPool) {
     let id = report["id"].as_str().unwrap();
     let url = app.url(&format!("/api/v1/reports/{id}/status"));
     let change = json!({"status": "in_progress", "note": "crew on site"});
-
-    let anonymous = app.client.post(&url).json(&change).send().await.unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let analyst = app.token(Role::Analyst).await;
-    let forbidden = app
-        .client
-        .post(&url)
-        .bearer_auth(&analyst)
-        .json(&change)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), 403);
 
     let crew = app.token(Role::Crew).await;
     let res = app
@@ -231,25 +229,17 @@ async fn a_crew_status_change_is_recorded_in_the_history(pool: PgPool) {
     assert_eq!(fixed["open311_status"], "closed");
     assert!(fixed["closed_at"].is_string());
 
-    let (_, history) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
-    let events = history["events"].as_array().unwrap();
-    let steps: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap(),
-                e["to_status"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let to = |kind: &str, status: &str| (kind.to_owned(), status.to_owned());
     assert_eq!(
-        steps,
-        vec![
-            ("created", "new"),
-            ("status", "in_progress"),
-            ("status", "fixed")
+        steps(&app, id).await,
+        [
+            to("created", "new"),
+            to("status", "in_progress"),
+            to("status", "fixed")
         ]
     );
+    let (_, history) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
+    let events = history["events"].as_array().unwrap();
     assert_eq!(events[1]["note"], "crew on site");
     assert_eq!(events[1]["actor_role"], "crew");
     assert_eq!(events[2]["from_status"], "in_progress");
