@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use citypin::auth::Role;
 use citypin::geo::{Position, TileId};
 use citypin::tiles::mvt::Tile;
 use prost::Message as _;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, key, pothole, workspace};
+use crate::helpers::{TestApp, cases, key, pothole, workspace};
 
 struct Fetched {
     status: u16,
@@ -105,7 +106,7 @@ async fn a_report_accepted_now_is_in_the_next_fetch_of_its_tile_and_far_tiles_an
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn filters_apply_to_every_layer_and_bad_ones_name_their_field(pool: PgPool) {
+async fn filters_apply_to_every_layer(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let (status, _) = app.post_report(&pothole(), &key()).await;
     assert_eq!(status, 201);
@@ -132,19 +133,28 @@ async fn filters_apply_to_every_layer_and_bad_ones_name_their_field(pool: PgPool
             "{q}: no layer at all"
         );
     }
-    for (q, field) in [
-        ("status=opened", "status"),
-        ("start=last-week", "start"),
-        ("colour=red", "colour"),
-    ] {
-        let (s, problem) = app.get_json(&format!("{}?{q}", tile_path(t))).await;
-        assert_eq!(s, 400, "{q}: a bad query value is a bad request");
-        assert_eq!(problem["errors"][0]["field"], field, "{q}: {problem}");
-    }
-    let (s, problem) = app.get_json("/tiles/15/99999/1.mvt").await;
-    assert_eq!(s, 400);
-    assert_eq!(problem["errors"][0]["field"], "x");
 }
+
+/// The z15 tile of downtown Los Angeles, with a query.
+fn downtown_z15(query: &str) -> String {
+    let t = TileId::containing(Position::new(-118.2437, 34.0522).expect("p"), 15);
+    format!("{}?{query}", tile_path(t))
+}
+
+/// A tile request with a bad part is a bad request naming that part.
+async fn tile_is_refused(pool: PgPool, path: &str, field: &str) {
+    let app = TestApp::spawn(pool).await;
+    let (s, problem) = app.get_json(path).await;
+    assert_eq!(s, 400, "{path}: a bad query value is a bad request");
+    assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+}
+
+cases! { async tile_is_refused {
+    an_unknown_status_filter_is_a_400_naming_status: &downtown_z15("status=opened"), "status";
+    a_start_that_is_not_a_date_is_a_400_naming_start: &downtown_z15("start=last-week"), "start";
+    an_unknown_tile_parameter_is_a_400_naming_it: &downtown_z15("colour=red"), "colour";
+    a_column_past_the_zoom_is_a_400_naming_x: "/tiles/15/99999/1.mvt", "x";
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn tilejson_describes_the_layers_bounds_and_passes_the_filter_through(pool: PgPool) {
@@ -372,11 +382,10 @@ fn incident_props(tile: &Tile) -> Vec<(String, Vec<(String, String)>)> {
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_only(pool: PgPool) {
+async fn a_tile_answered_by_postgis_holds_the_same_incidents(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.import_la_sample().await;
-    let admin = app.token(citypin::auth::Role::Analyst).await;
-    let crew = app.token(citypin::auth::Role::Crew).await;
+    let admin = app.token(Role::Analyst).await;
     let as_staff = |path: String, token: &str| {
         app.client
             .get(app.url(&path))
@@ -412,17 +421,45 @@ async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_on
         }
     }
     assert!(compared >= 8, "most tiles hold incidents: {compared}");
+}
 
-    let t = TileId::containing(Position::new(-118.2437, 34.0522).expect("p"), 14);
-    let path = format!("{}?source=postgis", tile_path(t));
-    assert_eq!(fetch(&app, &path, None).await.status, 401, "anonymous");
-    let res = as_staff(path, &crew).await.expect("request");
-    assert_eq!(res.status(), 403, "a crew token is not enough");
-    let low = format!("/tiles/10/{}/{}.mvt?source=postgis", t.x() >> 4, t.y() >> 4);
-    let res = as_staff(low, &admin).await.expect("request");
-    assert_eq!(res.status(), 400, "no clusters from PostGIS");
-    let body: Value = res.json().await.expect("problem");
-    assert!(body.to_string().contains("\"z\""), "{body}");
+/// The downtown tile at `z` from `PostGIS`, asked with a token of `role` (none when `None`), is
+/// refused with `status`; the problem mentions `mentions`, when given.
+async fn a_postgis_tile_is_refused(
+    pool: PgPool,
+    z: u8,
+    role: Option<Role>,
+    status: u16,
+    mentions: Option<&str>,
+) {
+    let app = TestApp::spawn(pool).await;
+    let t = TileId::containing(Position::new(-118.2437, 34.0522).expect("p"), z);
+    let mut req = app
+        .client
+        .get(app.url(&format!("{}?source=postgis", tile_path(t))));
+    if let Some(role) = role {
+        req = req
+            .bearer_auth(app.token(role).await)
+            .header("Accept-Encoding", "identity");
+    }
+    let res = req.send().await.expect("request");
+    assert_eq!(res.status(), status);
+    if let Some(mentions) = mentions {
+        let body: Value = res.json().await.expect("problem");
+        assert!(body.to_string().contains(mentions), "{body}");
+    }
+}
+
+cases! { async a_postgis_tile_is_refused {
+    a_postgis_tile_without_a_token_is_401: 14, None, 401, None;
+    a_postgis_tile_for_a_crew_token_is_403: 14, Some(Role::Crew), 403, None;
+    // No clusters from PostGIS.
+    a_postgis_tile_below_the_point_zooms_is_a_400_naming_z: 10, Some(Role::Analyst), 400, Some("\"z\"");
+}}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn tilejson_from_postgis_is_a_400_naming_source(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
     let (status, body) = app.get_json("/tiles.json?source=postgis").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["field"], "source", "{body}");
