@@ -46,3 +46,7 @@ pub mod spatial_index;
 pub mod tiles;
 /// The mobile-web map: the built front-end, the map style and the offline basemap.
 pub mod web_map;
+
+/// Unit tests' `cases!`: one `#[test]` per case of a table.
+#[cfg(test)]
+mod test_cases;

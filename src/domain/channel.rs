@@ -55,7 +55,15 @@ mod tests {
         for c in Channel::ALL {
             assert_eq!(Channel::parse(c.as_str()), Some(c));
         }
+    }
+
+    #[test]
+    fn an_unknown_channel_is_refused() {
         assert_eq!(Channel::parse("fax"), None);
+    }
+
+    #[test]
+    fn channel_names_are_case_sensitive() {
         assert_eq!(Channel::parse("Web"), None);
     }
 }

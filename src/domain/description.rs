@@ -51,6 +51,7 @@ fn looks_like_markup(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn four_thousand_characters_are_accepted() {
@@ -67,17 +68,18 @@ mod tests {
     }
 
     #[test]
-    fn markup_is_refused_but_comparisons_are_not() {
+    fn a_comparison_is_not_markup() {
         assert!(Description::parse("hole < 1 m wide").is_ok());
-        assert_eq!(
-            Description::parse("<script>alert(1)</script>"),
-            Err(DescriptionError::Markup)
-        );
-        assert_eq!(
-            Description::parse("a <!-- b"),
-            Err(DescriptionError::Markup)
-        );
     }
+
+    fn is_refused_as_markup(text: &str) {
+        assert_eq!(Description::parse(text), Err(DescriptionError::Markup));
+    }
+
+    cases! { is_refused_as_markup {
+        a_script_tag_is_refused_as_markup: "<script>alert(1)</script>";
+        a_comment_opening_is_refused_as_markup: "a <!-- b";
+    }}
 
     #[test]
     fn control_characters_are_refused_but_line_breaks_are_not() {

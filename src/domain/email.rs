@@ -49,6 +49,7 @@ impl Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn addresses_are_trimmed_and_lower_cased() {
@@ -71,23 +72,22 @@ mod tests {
         assert_eq!(Email::parse(&s), Err(InvalidEmail::TooLong));
     }
 
-    #[test]
-    fn text_without_an_at_and_a_dotted_domain_is_refused() {
-        for bad in [
-            "someone",
-            "@example.org",
-            "a@localhost",
-            "a@.org",
-            "a b@example.org",
-            "a@b@c.org",
-        ] {
-            assert_eq!(
-                Email::parse(bad),
-                Err(InvalidEmail::NotAnAddress),
-                "{bad:?}"
-            );
-        }
+    fn is_not_an_address(text: &str) {
+        assert_eq!(
+            Email::parse(text),
+            Err(InvalidEmail::NotAnAddress),
+            "{text:?}"
+        );
     }
+
+    cases! { is_not_an_address {
+        text_without_an_at_is_refused: "someone";
+        an_address_without_a_local_part_is_refused: "@example.org";
+        a_domain_without_a_dot_is_refused: "a@localhost";
+        a_domain_starting_with_a_dot_is_refused: "a@.org";
+        a_space_in_the_local_part_is_refused: "a b@example.org";
+        two_ats_are_refused: "a@b@c.org";
+    }}
 
     #[test]
     fn control_characters_are_refused() {

@@ -29,6 +29,7 @@ impl RadiusMeters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn fifty_kilometres_are_accepted() {
@@ -43,11 +44,19 @@ mod tests {
         );
     }
 
+    fn is_refused(radius: f64) {
+        assert!(RadiusMeters::new(radius).is_err(), "{radius}");
+    }
+
+    cases! { is_refused {
+        a_zero_radius_is_refused: 0.0;
+        a_negative_radius_is_refused: -1.0;
+        a_nan_radius_is_refused: f64::NAN;
+        an_infinite_radius_is_refused: f64::INFINITY;
+    }}
+
     #[test]
-    fn zero_negative_and_non_finite_radii_are_refused() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(RadiusMeters::new(bad).is_err(), "{bad}");
-        }
+    fn a_millimetre_is_accepted() {
         assert!(RadiusMeters::new(0.001).is_ok());
     }
 }

@@ -76,6 +76,7 @@ impl std::fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn references_are_readable_and_parse_back_forgivingly() {
@@ -100,13 +101,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn letters_outside_the_alphabet_a_wrong_prefix_or_length_are_refused() {
-        assert_eq!(Reference::parse("CP-UUUU-0000"), None);
-        assert_eq!(Reference::parse("XX-0000-0000"), None);
-        assert_eq!(Reference::parse("CP-0000-000"), None);
-        assert_eq!(Reference::parse("CP-0000-00000"), None);
+    fn is_refused(text: &str) {
+        assert_eq!(Reference::parse(text), None, "{text:?}");
     }
+
+    cases! { is_refused {
+        a_letter_outside_the_alphabet_is_refused: "CP-UUUU-0000";
+        a_wrong_prefix_is_refused: "XX-0000-0000";
+        a_reference_one_character_short_is_refused: "CP-0000-000";
+        a_reference_one_character_long_is_refused: "CP-0000-00000";
+    }}
 
     #[test]
     fn from_bits_uses_the_low_forty_bits() {

@@ -42,6 +42,7 @@ impl std::fmt::Display for ServiceCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn sixty_four_characters_are_accepted() {
@@ -55,13 +56,27 @@ mod tests {
         assert_eq!(ServiceCode::parse(&s), Err(InvalidServiceCode(s)));
     }
 
-    #[test]
-    fn upper_case_spaces_and_leading_punctuation_are_refused() {
-        for bad in ["Pothole", "pot hole", "-pothole", "_x", "", "pothole!"] {
-            assert!(ServiceCode::parse(bad).is_err(), "{bad:?}");
-        }
-        for good in ["pothole", "bulky-items", "a_b", "311"] {
-            assert!(ServiceCode::parse(good).is_ok(), "{good:?}");
-        }
+    fn is_refused(code: &str) {
+        assert!(ServiceCode::parse(code).is_err(), "{code:?}");
     }
+
+    cases! { is_refused {
+        upper_case_is_refused: "Pothole";
+        a_space_is_refused: "pot hole";
+        a_leading_hyphen_is_refused: "-pothole";
+        a_leading_underscore_is_refused: "_x";
+        an_empty_code_is_refused: "";
+        punctuation_is_refused: "pothole!";
+    }}
+
+    fn is_accepted(code: &str) {
+        assert!(ServiceCode::parse(code).is_ok(), "{code:?}");
+    }
+
+    cases! { is_accepted {
+        a_lower_case_word_is_accepted: "pothole";
+        a_hyphen_inside_is_accepted: "bulky-items";
+        an_underscore_inside_is_accepted: "a_b";
+        digits_are_accepted: "311";
+    }}
 }
