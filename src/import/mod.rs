@@ -572,43 +572,63 @@ mod tests {
         assert!(map_status(Some("maybe"), None).is_err());
     }
 
-    #[test]
-    fn rows_without_coordinates_or_with_bad_ones_are_rejected_with_a_reason() {
-        let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
-        let base = Row {
+    /// A row with everything but coordinates.
+    fn without_coordinates() -> Row {
+        Row {
             service_code: Some("bulky-items".into()),
             status: Some("open".into()),
             requested_datetime: Some("2020-01-01T10:00:00-08:00".into()),
             ..Row::default()
-        };
-        let no_coords = validate(base.clone(), &c, Duration::zero()).unwrap_err();
+        }
+    }
+
+    fn catalogue() -> Catalogue {
+        Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap()
+    }
+
+    #[test]
+    fn a_row_without_coordinates_is_rejected_as_such() {
+        let no_coords =
+            validate(without_coordinates(), &catalogue(), Duration::zero()).unwrap_err();
         assert_eq!(no_coords, RowError::NoCoordinates);
+    }
+
+    #[test]
+    fn a_row_with_a_nan_latitude_is_rejected_naming_the_latitude() {
         let nan = Row {
             lat: Some(f64::NAN),
             lon: Some(-118.0),
-            ..base.clone()
+            ..without_coordinates()
         };
         assert!(matches!(
-            validate(nan, &c, Duration::zero()),
+            validate(nan, &catalogue(), Duration::zero()),
             Err(RowError::Position(crate::geo::PositionError::Latitude(_)))
         ));
-        let ok = Row {
-            lat: Some(34.0),
-            lon: Some(-118.0),
-            ..base.clone()
-        };
-        let v = validate(ok, &c, Duration::hours(1)).unwrap();
-        assert_eq!(v.requested_at.to_rfc3339(), "2020-01-01T19:00:00+00:00");
-        assert!(v.external_id.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_row_of_an_unknown_service_is_rejected_naming_it() {
         let unknown = Row {
             service_code: Some("nope".into()),
             lat: Some(34.0),
             lon: Some(-118.0),
-            ..base
+            ..without_coordinates()
         };
         assert_eq!(
-            validate(unknown, &c, Duration::zero()).unwrap_err(),
+            validate(unknown, &catalogue(), Duration::zero()).unwrap_err(),
             RowError::UnknownService("nope".into())
         );
+    }
+
+    #[test]
+    fn a_valid_row_is_read_in_utc_with_the_shift_applied_and_a_content_id() {
+        let ok = Row {
+            lat: Some(34.0),
+            lon: Some(-118.0),
+            ..without_coordinates()
+        };
+        let v = validate(ok, &catalogue(), Duration::hours(1)).unwrap();
+        assert_eq!(v.requested_at.to_rfc3339(), "2020-01-01T19:00:00+00:00");
+        assert!(v.external_id.starts_with("sha256:"));
     }
 }
