@@ -378,6 +378,7 @@ fn postgres(settings: &Settings, action: &str) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
@@ -397,8 +398,6 @@ mod tests {
                 ..
             })
         ));
-        assert!(parse(&args("token create --role king --name x")).is_err());
-        assert!(parse(&args("token create --role crew")).is_err());
         assert!(matches!(
             parse(&args("generate --count 1_000 --seed 7 --out x.csv")),
             Ok(Command::Generate {
@@ -407,7 +406,16 @@ mod tests {
                 ..
             })
         ));
-        assert!(parse(&args("generate --out x.csv")).is_err());
-        assert!(parse(&args("frobnicate")).is_err());
     }
+
+    fn is_refused(line: &str) {
+        assert!(parse(&args(line)).is_err(), "{line}");
+    }
+
+    cases! { is_refused {
+        a_token_of_an_unknown_role_is_refused: "token create --role king --name x";
+        a_token_without_a_name_is_refused: "token create --role crew";
+        generate_without_a_count_is_refused: "generate --out x.csv";
+        an_unknown_command_is_refused: "frobnicate";
+    }}
 }

@@ -471,6 +471,7 @@ pub fn circle_bboxes(center: Position, radius_m: f64) -> Vec<BBox> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn tile_math_round_trips_and_matches_known_tiles() {
@@ -489,28 +490,44 @@ mod tests {
         assert_eq!(TileId::containing(nw, 14), t);
         let w = TileId::new(0, 0, 0).unwrap().bbox();
         assert!((w.max_lat - MERCATOR_MAX_LAT).abs() < 1e-9);
-        assert!(TileId::new(3, 8, 0).is_err());
-        assert!(TileId::new(23, 0, 0).is_err());
     }
 
     #[test]
-    fn position_rejects_non_finite_and_out_of_range_values() {
-        assert!(matches!(
-            Position::new(f64::NAN, 0.0),
-            Err(PositionError::Longitude(_))
-        ));
-        assert!(matches!(
-            Position::new(0.0, f64::INFINITY),
-            Err(PositionError::Latitude(_))
-        ));
-        assert!(matches!(
-            Position::new(180.5, 0.0),
-            Err(PositionError::Longitude(_))
-        ));
-        assert!(matches!(
-            Position::new(0.0, -90.1),
-            Err(PositionError::Latitude(_))
-        ));
+    fn a_column_past_the_zoom_is_not_a_tile() {
+        assert!(TileId::new(3, 8, 0).is_err());
+    }
+
+    #[test]
+    fn a_zoom_past_the_deepest_is_not_a_tile() {
+        assert!(TileId::new(23, 0, 0).is_err());
+    }
+
+    fn the_longitude_is_refused(lon: f64) {
+        assert!(
+            matches!(Position::new(lon, 0.0), Err(PositionError::Longitude(_))),
+            "{lon}"
+        );
+    }
+
+    cases! { the_longitude_is_refused {
+        a_nan_longitude_is_refused: f64::NAN;
+        a_longitude_past_180_is_refused: 180.5;
+    }}
+
+    fn the_latitude_is_refused(lat: f64) {
+        assert!(
+            matches!(Position::new(0.0, lat), Err(PositionError::Latitude(_))),
+            "{lat}"
+        );
+    }
+
+    cases! { the_latitude_is_refused {
+        an_infinite_latitude_is_refused: f64::INFINITY;
+        a_latitude_past_minus_90_is_refused: -90.1;
+    }}
+
+    #[test]
+    fn the_corners_of_the_range_are_positions() {
         assert!(Position::new(-180.0, 90.0).is_ok());
     }
 
@@ -570,8 +587,15 @@ mod tests {
         assert!(b.contains(Position::new(-175.0, 0.0).unwrap()));
         assert!(!b.contains(Position::new(0.0, 0.0).unwrap()));
         assert_eq!(b.parts().len(), 2);
-        assert!(BBox::parse("1,2,3").is_err());
-        assert!(BBox::parse("0,10,1,5").is_err());
-        assert!(BBox::parse("0,0,1,x").is_err());
     }
+
+    fn the_bbox_is_refused(text: &str) {
+        assert!(BBox::parse(text).is_err(), "{text}");
+    }
+
+    cases! { the_bbox_is_refused {
+        a_bbox_of_three_numbers_is_refused: "1,2,3";
+        a_bbox_whose_south_is_above_its_north_is_refused: "0,10,1,5";
+        a_bbox_with_a_letter_is_refused: "0,0,1,x";
+    }}
 }

@@ -113,6 +113,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::test_cases::cases;
 
     fn params() -> DedupParams {
         DedupParams {
@@ -146,13 +147,19 @@ mod tests {
         assert_eq!(s.reasons.text_similarity, None);
     }
 
-    #[test]
-    fn outside_the_radius_or_window_is_not_a_candidate_at_all() {
-        let p = params();
-        assert!(score(&p, "", &cand(61.0, 1.0, Relation::SameService, "")).is_none());
-        assert!(score(&p, "", &cand(1.0, 337.0, Relation::SameService, "")).is_none());
-        assert!(score(&p, "", &cand(1.0, -1.0, Relation::SameService, "")).is_none());
+    fn is_not_a_candidate(distance_m: f64, age_hours: f64) {
+        let c = cand(distance_m, age_hours, Relation::SameService, "");
+        assert!(
+            score(&params(), "", &c).is_none(),
+            "{distance_m} m, {age_hours} h"
+        );
     }
+
+    cases! { is_not_a_candidate {
+        a_report_past_the_radius_is_not_a_candidate: 61.0, 1.0;
+        a_report_older_than_the_window_is_not_a_candidate: 1.0, 337.0;
+        a_report_from_the_future_is_not_a_candidate: 1.0, -1.0;
+    }}
 
     #[test]
     fn without_text_another_service_of_the_group_is_never_a_duplicate() {

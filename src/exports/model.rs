@@ -415,6 +415,7 @@ pub fn neutralise_formula(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     fn row() -> IncidentRow {
         IncidentRow {
@@ -484,11 +485,19 @@ mod tests {
         // Numbers keep their sign: they are numbers, not text.
         assert_eq!(cell("lon"), "-118.1234568");
         assert_eq!(cell("wkt"), "POINT (-118.1234568 34)");
-        for bad in ["+1", "-1", "\tx", "\r=1"] {
-            assert!(neutralise_formula(bad).starts_with('\''));
-        }
         assert_eq!(neutralise_formula("pothole"), "pothole");
     }
+
+    fn is_neutralised(cell: &str) {
+        assert!(neutralise_formula(cell).starts_with('\''), "{cell:?}");
+    }
+
+    cases! { is_neutralised {
+        a_cell_starting_with_plus_is_neutralised: "+1";
+        a_cell_starting_with_minus_is_neutralised: "-1";
+        a_cell_starting_with_a_tab_is_neutralised: "\tx";
+        a_cell_starting_with_a_carriage_return_is_neutralised: "\r=1";
+    }}
 
     #[test]
     fn datetime_accepts_instants_and_open_intervals() {
@@ -510,10 +519,17 @@ mod tests {
                 end: None
             }
         ));
-        assert!(TimeFilter::parse("2024-05-02T00:00:00Z/2024-05-01T00:00:00Z").is_err());
-        assert!(TimeFilter::parse("yesterday").is_err());
-        assert!(TimeFilter::parse("2024-05-01T00:00:00").is_err());
     }
+
+    fn the_datetime_is_refused(text: &str) {
+        assert!(TimeFilter::parse(text).is_err(), "{text}");
+    }
+
+    cases! { the_datetime_is_refused {
+        an_interval_ending_before_it_starts_is_refused: "2024-05-02T00:00:00Z/2024-05-01T00:00:00Z";
+        a_datetime_that_is_not_a_date_is_refused: "yesterday";
+        a_datetime_without_a_time_zone_is_refused: "2024-05-01T00:00:00";
+    }}
 
     #[test]
     fn filter_errors_name_each_parameter() {

@@ -371,15 +371,26 @@ mod tests {
         assert!(Output::negotiate(Some("xml"), &h).is_err());
     }
 
-    #[test]
-    fn limit_defaults_caps_and_rejects_zero() {
-        let p = |l: &str| ItemsParams {
+    fn limit(l: &str) -> ItemsParams {
+        ItemsParams {
             limit: Some(l.into()),
             ..ItemsParams::default()
-        };
+        }
+    }
+
+    #[test]
+    fn limit_defaults_and_caps() {
         assert_eq!(ItemsParams::default().limit().unwrap(), DEFAULT_LIMIT);
-        assert_eq!(p("20000").limit().unwrap(), MAX_LIMIT);
-        assert!(p("0").limit().is_err());
-        assert!(p("ten").limit().is_err());
+        assert_eq!(limit("20000").limit().unwrap(), MAX_LIMIT);
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_refused() {
+        assert!(limit("0").limit().is_err());
+    }
+
+    #[test]
+    fn a_limit_that_is_not_a_number_is_refused() {
+        assert!(limit("ten").limit().is_err());
     }
 }

@@ -162,11 +162,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_kinds_parse_only_their_names() {
+    fn sizes_and_kinds_parse_their_names() {
         assert_eq!(Size::parse("thumb"), Some(Size::Thumb));
-        assert_eq!(Size::parse("original"), None);
         assert_eq!(PhotoKind::parse_staff("after"), Some(PhotoKind::After));
-        assert_eq!(PhotoKind::parse_staff("report"), None);
         assert_eq!(PhotoKind::parse("report"), Some(PhotoKind::Report));
+    }
+
+    #[test]
+    fn the_original_is_not_a_served_size() {
+        assert_eq!(Size::parse("original"), None);
+    }
+
+    #[test]
+    fn a_report_photo_is_not_a_staff_kind() {
+        assert_eq!(PhotoKind::parse_staff("report"), None);
     }
 }

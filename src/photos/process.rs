@@ -254,6 +254,7 @@ fn gps_position(chunk: Vec<u8>) -> Option<Position> {
 mod tests {
     use super::*;
     use crate::photos::fixtures;
+    use crate::test_cases::cases;
 
     #[test]
     fn a_jpeg_cut_to_a_tenth_of_its_bytes_is_undecodable() {
@@ -279,16 +280,15 @@ mod tests {
         assert!(process(&whole).is_ok());
     }
 
-    #[test]
-    fn html_svg_and_pdf_are_not_images_whatever_their_name() {
-        for bytes in [
-            &b"<!DOCTYPE html><html><body>hi</body></html>"[..],
-            b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
-            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
-        ] {
-            assert_eq!(process(bytes).unwrap_err(), ProcessError::UnsupportedFormat);
-        }
+    fn is_not_an_image(bytes: &[u8]) {
+        assert_eq!(process(bytes).unwrap_err(), ProcessError::UnsupportedFormat);
     }
+
+    cases! { is_not_an_image {
+        html_is_not_an_image: b"<!DOCTYPE html><html><body>hi</body></html>";
+        svg_is_not_an_image: b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>";
+        pdf_is_not_an_image: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n";
+    }}
 
     #[test]
     fn a_png_declaring_a_huge_size_is_refused_from_its_header() {
@@ -316,13 +316,23 @@ mod tests {
     }
 
     #[test]
-    fn the_size_rule_bounds_each_side_and_the_area() {
+    fn ten_thousand_by_six_thousand_pixels_are_accepted() {
         assert!(check_dimensions(10_000, 6_000).is_ok());
-        assert!(check_dimensions(10_001, 10).is_err());
-        assert!(check_dimensions(10, 10_001).is_err());
-        assert!(check_dimensions(8_000, 8_000).is_err());
-        assert!(check_dimensions(0, 10).is_err());
     }
+
+    fn the_size_is_refused(width: u32, height: u32) {
+        assert!(
+            check_dimensions(width, height).is_err(),
+            "{width} × {height}"
+        );
+    }
+
+    cases! { the_size_is_refused {
+        a_width_past_ten_thousand_pixels_is_refused: 10_001, 10;
+        a_height_past_ten_thousand_pixels_is_refused: 10, 10_001;
+        an_area_past_sixty_million_pixels_is_refused: 8_000, 8_000;
+        a_side_of_zero_pixels_is_refused: 0, 10;
+    }}
 
     #[test]
     fn large_photos_shrink_to_the_display_and_thumbnail_bounds() {

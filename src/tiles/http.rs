@@ -241,6 +241,7 @@ pub async fn tilejson(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     fn with(name: header::HeaderName, v: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -263,19 +264,22 @@ mod tests {
     }
 
     #[test]
-    fn tile_paths_name_the_part_at_fault() {
+    fn a_tile_path_parses() {
         assert!(parse_tile("14", "2810", "6541.mvt").is_ok());
-        for (z, x, y, field) in [
-            ("23", "0", "0.mvt", "z"),
-            ("1", "2", "0.mvt", "x"),
-            ("1", "0", "2.mvt", "y"),
-            ("1", "0", "0.png", "y"),
-            ("a", "0", "0.mvt", "z"),
-        ] {
-            let e = parse_tile(z, x, y).expect_err("bad tile");
-            assert_eq!(e.field_errors()[0].field, field);
-        }
     }
+
+    fn the_part_at_fault_is_named(z: &str, x: &str, y: &str, field: &str) {
+        let e = parse_tile(z, x, y).expect_err("bad tile");
+        assert_eq!(e.field_errors()[0].field, field);
+    }
+
+    cases! { the_part_at_fault_is_named {
+        a_zoom_past_the_deepest_is_refused_naming_z: "23", "0", "0.mvt", "z";
+        a_column_past_the_zoom_is_refused_naming_x: "1", "2", "0.mvt", "x";
+        a_row_past_the_zoom_is_refused_naming_y: "1", "0", "2.mvt", "y";
+        an_extension_other_than_mvt_is_refused_naming_y: "1", "0", "0.png", "y";
+        a_zoom_that_is_not_a_number_is_refused_naming_z: "a", "0", "0.mvt", "z";
+    }}
 
     #[test]
     fn a_matching_etag_gets_304_and_gzip_only_when_asked() {

@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_date_end_covers_the_whole_day_and_bad_values_name_their_field() {
+    fn a_date_end_covers_the_whole_day() {
         let f = params(None, None, Some("2024-01-01"), Some("2024-01-31"))
             .parse()
             .unwrap();
@@ -258,6 +258,10 @@ mod tests {
             f.query_string(),
             "start=2024-01-01T00%3A00%3A00Z&end=2024-01-31T23%3A59%3A59.999999999Z"
         );
+    }
+
+    #[test]
+    fn bad_values_each_name_their_field() {
         let err = params(Some("Pot Hole"), Some("opened"), Some("yesterday"), None)
             .parse()
             .unwrap_err();
@@ -268,6 +272,10 @@ mod tests {
             .map(|e| e.field.as_str())
             .collect();
         assert_eq!(fields, ["service_code", "status", "start"]);
+    }
+
+    #[test]
+    fn an_end_before_the_start_is_refused() {
         assert!(
             params(None, None, Some("2024-02-01"), Some("2024-01-01"))
                 .parse()

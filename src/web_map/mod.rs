@@ -124,7 +124,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_the_app_its_assets_style_and_basemap_but_nothing_else() {
+    async fn serves_the_app_its_assets_style_and_basemap() {
         let (root, dirs) = fixture();
         let app: Router = router_with(&dirs);
 
@@ -164,23 +164,32 @@ mod tests {
             .await
             .expect("response");
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-        let missing = get(&app, "/basemap/la-neighborhood-councils.geojson").await;
-        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-        assert_eq!(
-            missing.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
-
-        assert_eq!(
-            get(&app, "/basemap/secret.csv").await.status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            get(&app, "/map-assets/../shared/la311/secret.csv")
-                .await
-                .status(),
-            StatusCode::NOT_FOUND
-        );
         std::fs::remove_dir_all(root).expect("clean up");
+    }
+
+    /// `uri` is a 404; returns the answer's headers.
+    async fn is_not_found(uri: &str) -> HeaderMap {
+        let (root, dirs) = fixture();
+        let app: Router = router_with(&dirs);
+        let res = get(&app, uri).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        std::fs::remove_dir_all(root).expect("clean up");
+        res.headers().clone()
+    }
+
+    #[tokio::test]
+    async fn a_basemap_whose_source_is_missing_is_a_404_problem() {
+        let headers = is_not_found("/basemap/la-neighborhood-councils.geojson").await;
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[tokio::test]
+    async fn a_data_file_other_than_the_basemaps_is_not_served() {
+        is_not_found("/basemap/secret.csv").await;
+    }
+
+    #[tokio::test]
+    async fn a_path_climbing_out_of_the_map_assets_is_not_served() {
+        is_not_found("/map-assets/../shared/la311/secret.csv").await;
     }
 }
