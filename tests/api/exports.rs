@@ -10,7 +10,7 @@ use citypin::config::shared_data;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, key, pothole, workspace};
+use crate::helpers::{TestApp, cases, key, pothole, workspace};
 
 /// Imports the LA sample (30,000 GeoReport rows) and the council districts.
 async fn la_sample(app: &TestApp) {
@@ -524,37 +524,47 @@ async fn no_export_or_collection_carries_personal_data_whoever_asks(pool: PgPool
     assert_eq!(&row[col], "'=HYPERLINK(\"http://evil.example\")");
 }
 
-#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn bad_parameters_are_problems_naming_them(pool: PgPool) {
+/// A bad parameter is a 400 problem+json naming it.
+async fn a_parameter_is_refused(pool: PgPool, path: &str, field: &str) {
     let app = TestApp::spawn(pool).await;
-    for (path, field) in [
-        ("/ogc/collections/incidents/items?bbox=1,2,3", "bbox"),
-        ("/ogc/collections/incidents/items?limit=0", "limit"),
-        (
-            "/ogc/collections/incidents/items?datetime=yesterday",
-            "datetime",
-        ),
-        ("/ogc/collections/incidents/items?status=lost", "status"),
-        ("/ogc/collections/incidents/items?cursor=xyz", "cursor"),
-        ("/ogc/collections/incidents/items?colour=red", "colour"),
-        ("/ogc/collections/areas/items?status=open", "status"),
-        (
-            "/ogc/collections/hotspots/items?resolution=12",
-            "resolution",
-        ),
-        ("/ogc/collections?f=xml", "f"),
-        ("/api/v1/export/incidents.csv?start=tomorrow", "start"),
-        ("/api/v1/export/incidents.geojson?bbox=0,10,1,5", "bbox"),
-    ] {
-        let res = app.client.get(app.url(path)).send().await.expect("request");
-        assert_eq!(res.status(), 400, "{path}");
-        assert_eq!(res.headers()["content-type"], "application/problem+json");
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
-    }
-    assert_eq!(app.get_json("/ogc/collections/parcels").await.0, 404);
-    assert_eq!(app.get_json("/ogc/collections/parcels/items").await.0, 404);
+    let res = app.client.get(app.url(path)).send().await.expect("request");
+    assert_eq!(res.status(), 400, "{path}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["errors"][0]["field"], field, "{path}: {body}");
 }
+
+cases! { async a_parameter_is_refused {
+    an_items_bbox_of_three_numbers_is_a_400_naming_bbox:
+        "/ogc/collections/incidents/items?bbox=1,2,3", "bbox";
+    an_items_limit_of_zero_is_a_400_naming_limit: "/ogc/collections/incidents/items?limit=0", "limit";
+    an_items_datetime_that_is_not_a_date_is_a_400_naming_datetime:
+        "/ogc/collections/incidents/items?datetime=yesterday", "datetime";
+    an_unknown_items_status_is_a_400_naming_status:
+        "/ogc/collections/incidents/items?status=lost", "status";
+    a_cursor_that_is_not_ours_is_a_400_naming_cursor:
+        "/ogc/collections/incidents/items?cursor=xyz", "cursor";
+    an_unknown_items_parameter_is_a_400_naming_it: "/ogc/collections/incidents/items?colour=red", "colour";
+    a_status_filter_on_areas_is_a_400_naming_status: "/ogc/collections/areas/items?status=open", "status";
+    a_hotspot_resolution_past_the_stored_one_is_a_400_naming_resolution:
+        "/ogc/collections/hotspots/items?resolution=12", "resolution";
+    an_unsupported_output_format_is_a_400_naming_f: "/ogc/collections?f=xml", "f";
+    an_export_start_that_is_not_a_date_is_a_400_naming_start:
+        "/api/v1/export/incidents.csv?start=tomorrow", "start";
+    an_export_bbox_whose_south_is_above_its_north_is_a_400_naming_bbox:
+        "/api/v1/export/incidents.geojson?bbox=0,10,1,5", "bbox";
+}}
+
+/// An unknown collection is a 404.
+async fn is_not_found(pool: PgPool, path: &str) {
+    let app = TestApp::spawn(pool).await;
+    assert_eq!(app.get_json(path).await.0, 404);
+}
+
+cases! { async is_not_found {
+    an_unknown_collection_is_a_404: "/ogc/collections/parcels";
+    the_items_of_an_unknown_collection_are_a_404: "/ogc/collections/parcels/items";
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn pages_are_json_by_default_and_html_for_browsers(pool: PgPool) {
