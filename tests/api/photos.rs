@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, key};
+use crate::helpers::{TestApp, cases, key};
 
 /// The app with its photo store in a fresh temporary directory.
 async fn spawn(pool: PgPool) -> (TestApp, PathBuf) {
@@ -215,21 +215,21 @@ async fn a_jpeg_of_20000_pixels_a_side_is_refused_from_its_header(pool: PgPool) 
     assert!(files_in(&dir).is_empty());
 }
 
-#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn html_svg_and_pdf_named_jpg_are_415(pool: PgPool) {
+/// A file that is not an image, named and typed as a JPEG, is 415; nothing is written.
+async fn a_fake_jpeg_is_415(pool: PgPool, fake: &[u8]) {
     let (app, dir) = spawn(pool).await;
-    for fake in [
-        &b"<!DOCTYPE html><html><script>alert(1)</script></html>"[..],
-        br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#,
-        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF",
-    ] {
-        let form = report_form().part("photo", photo(fake.to_vec(), "photo.jpg", "image/jpeg"));
-        let (status, body) = post_report(&app, form).await;
-        assert_eq!(status, 415, "{body}");
-    }
+    let form = report_form().part("photo", photo(fake.to_vec(), "photo.jpg", "image/jpeg"));
+    let (status, body) = post_report(&app, form).await;
+    assert_eq!(status, 415, "{body}");
     assert_eq!(app.count_reports().await, 0);
     assert!(files_in(&dir).is_empty());
 }
+
+cases! { async a_fake_jpeg_is_415 {
+    html_named_jpg_is_415: b"<!DOCTYPE html><html><script>alert(1)</script></html>";
+    svg_named_jpg_is_415: br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#;
+    pdf_named_jpg_is_415: b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF";
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn a_jpeg_with_html_or_zip_appended_is_stored_re_encoded_without_them(pool: PgPool) {
@@ -544,33 +544,55 @@ async fn a_retry_with_the_same_key_and_photos_replays_and_other_photos_are_refus
     assert_eq!(files_in(&dir).len(), 1);
 }
 
+/// A staff photo form: `kind`, a note, one small JPEG.
+fn staff_photo(kind: &str) -> Form {
+    Form::new()
+        .text("kind", kind.to_owned())
+        .text("note", "filled")
+        .part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg"))
+}
+
+/// A staff photo of `kind` added with a token of `role` (none when `None`) is refused with
+/// `status`, and the report has no photo.
+async fn a_staff_photo_is_refused(pool: PgPool, role: Option<Role>, kind: &str, status: u16) {
+    let (app, _dir) = spawn(pool).await;
+    let (_, report) = app.post_report(&crate::helpers::pothole(), &key()).await;
+    let path = format!(
+        "/api/v1/reports/{}/photos",
+        report["id"].as_str().expect("id")
+    );
+    let auth = match role {
+        Some(role) => vec![format!("Bearer {}", app.token(role).await)],
+        None => Vec::new(),
+    };
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let (got, body) = post_form(&app, &path, staff_photo(kind), &headers).await;
+    assert_eq!(got, status, "{body}");
+    let (_, listed) = app.get_json(&path).await;
+    assert_eq!(listed["photos"].as_array().expect("photos").len(), 0);
+}
+
+cases! { async a_staff_photo_is_refused {
+    a_citizen_cannot_add_a_staff_photo: None, "after", 401;
+    an_analyst_cannot_add_a_staff_photo: Some(Role::Analyst), "after", 403;
+    a_staff_photo_of_an_unknown_kind_is_422: Some(Role::Crew), "selfie", 422;
+}}
+
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn staff_add_before_and_after_photos_and_citizens_cannot(pool: PgPool) {
+async fn staff_add_before_and_after_photos(pool: PgPool) {
     let (app, _dir) = spawn(pool).await;
     let (_, report) = app.post_report(&crate::helpers::pothole(), &key()).await;
     let path = format!("/api/v1/reports/{}/photos", report["id"].as_str().unwrap());
-    let form = || {
-        Form::new()
-            .text("kind", "after")
-            .text("note", "filled")
-            .part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg"))
-    };
-
-    let (status, _) = post_form(&app, &path, form(), &[]).await;
-    assert_eq!(status, 401);
-    let analyst = format!("Bearer {}", app.token(Role::Analyst).await);
-    let (status, _) = post_form(&app, &path, form(), &[("Authorization", &analyst)]).await;
-    assert_eq!(status, 403);
-
     let crew = format!("Bearer {}", app.token(Role::Crew).await);
-    let (status, body) = post_form(&app, &path, form(), &[("Authorization", &crew)]).await;
+    let (status, body) = post_form(
+        &app,
+        &path,
+        staff_photo("after"),
+        &[("Authorization", &crew)],
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["photos"][0]["kind"], "after");
-    let bad_kind = Form::new()
-        .text("kind", "selfie")
-        .part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg"));
-    let (status, _) = post_form(&app, &path, bad_kind, &[("Authorization", &crew)]).await;
-    assert_eq!(status, 422);
 
     let (_, listed) = app.get_json(&path).await;
     assert_eq!(listed["photos"].as_array().unwrap().len(), 1);
