@@ -5,7 +5,7 @@ use citypin::auth::Role;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{TestApp, key, pothole};
+use crate::helpers::{TestApp, cases, key, pothole};
 
 /// About one metre of latitude, in degrees.
 const M: f64 = 1.0 / 111_195.0;
@@ -172,16 +172,6 @@ async fn me_too_counts_each_supporter_once_and_subscribes_the_contact(pool: PgPo
     assert_eq!(v["supporters"], 1);
 
     // Anonymous: counted by the Idempotency-Key, which a retry repeats.
-    let (s, v) = (
-        app.client
-            .post(app.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        (),
-    );
-    assert_eq!(s, 400, "{v:?}");
     let k = key();
     for expected in [201, 200] {
         let res = app
@@ -215,19 +205,40 @@ async fn me_too_counts_each_supporter_once_and_subscribes_the_contact(pool: PgPo
             .supporters,
         2
     );
-
-    let bad = json!({"contact": {"email": "x@example.org"}});
-    let (s, v) = post_as(&app, None, &path, bad).await;
-    assert_eq!(s, 422);
-    assert_eq!(v["errors"][0]["field"], "contact.consent");
 }
+
+/// A "me too" with `body` (none at all when `None`) and no Idempotency-Key is refused with
+/// `status`, naming `field` when given, and counts no one.
+async fn a_me_too_is_refused(pool: PgPool, body: Option<&Value>, status: u16, field: Option<&str>) {
+    let app = TestApp::spawn(pool).await;
+    let (_, parent) = app.post_report(&pothole_at(0.0, 0.0), &key()).await;
+    let id = parent["id"].as_str().expect("id");
+    let path = format!("/api/v1/reports/{id}/supporters");
+    let mut req = app.client.post(app.url(&path));
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.expect("request");
+    assert_eq!(res.status(), status);
+    if let Some(field) = field {
+        let v: Value = res.json().await.expect("json");
+        assert_eq!(v["errors"][0]["field"], field, "{v}");
+    }
+    let (_, p) = app.get_json(&format!("/api/v1/reports/{id}")).await;
+    assert_eq!(p["supporters"], 0);
+}
+
+cases! { async a_me_too_is_refused {
+    a_me_too_without_a_contact_or_an_idempotency_key_is_400: None, 400, None;
+    a_me_too_contact_without_consent_is_422_naming_consent:
+        Some(&json!({"contact": {"email": "x@example.org"}})), 422, Some("contact.consent");
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let crew = app.token(Role::Crew).await;
     let agent = app.token(Role::Agent).await;
-    let analyst = app.token(Role::Analyst).await;
     let (_, a) = app.post_report(&pothole_at(0.0, 0.0), &key()).await;
     let (_, b) = app.post_report(&pothole_at(0.0, 150.0), &key()).await;
     let (aid, bid) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
@@ -243,17 +254,6 @@ async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(po
 
     let merge = format!("/api/v1/reports/{bid}/merge");
     let into = json!({"into": a["reference"].as_str().unwrap().to_lowercase()});
-    assert_eq!(post_as(&app, None, &merge, into.clone()).await.0, 401);
-    assert_eq!(
-        post_as(&app, Some(&analyst), &merge, into.clone()).await.0,
-        403
-    );
-    let (s, v) = post_as(&app, Some(&crew), &merge, json!({"into": bid})).await;
-    assert_eq!(s, 409, "not into itself: {v}");
-    let (s, v) = post_as(&app, Some(&crew), &merge, json!({"into": "CP-0000-0000"})).await;
-    assert_eq!(s, 422, "{v}");
-    assert_eq!(v["errors"][0]["field"], "into");
-
     let (s, merged) = post_as(&app, Some(&crew), &merge, into).await;
     assert_eq!(s, 200, "{merged}");
     assert_eq!(merged["status"], "duplicate");
@@ -270,14 +270,8 @@ async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(po
             .iter()
             .any(|e| e["kind"] == "merge")
     );
-    let (s, _) = post_as(&app, Some(&crew), &merge, json!({"into": aid})).await;
-    assert_eq!(s, 409, "a duplicate must be unmerged before merging again");
 
     let unmerge = format!("/api/v1/reports/{bid}/unmerge");
-    assert_eq!(
-        post_as(&app, Some(&analyst), &unmerge, json!({})).await.0,
-        403
-    );
     let (s, back) = post_as(
         &app,
         Some(&agent),
@@ -301,8 +295,6 @@ async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(po
             .iter()
             .any(|e| e["kind"] == "unmerge")
     );
-    let (s, _) = post_as(&app, Some(&agent), &unmerge, json!({})).await;
-    assert_eq!(s, 409, "nothing left to unmerge");
     assert_eq!(
         app.state
             .spatial_index
@@ -311,6 +303,116 @@ async fn staff_merge_and_unmerge_are_recorded_with_who_and_restore_the_counts(po
             .supporters,
         0
     );
+}
+
+/// What a merge of B (a pothole on another block) is asked into.
+#[derive(Clone, Copy)]
+enum Target {
+    /// A, by its reference in lower case.
+    Parent,
+    Itself,
+    Unknown,
+}
+
+/// Two potholes on different blocks, A and B: (A, B, a crew token).
+async fn two_blocks_apart(app: &TestApp) -> (Value, Value, String) {
+    let (_, a) = app.post_report(&pothole_at(0.0, 0.0), &key()).await;
+    let (_, b) = app.post_report(&pothole_at(0.0, 150.0), &key()).await;
+    assert_eq!(b["status"], "new");
+    (a, b, app.token(Role::Crew).await)
+}
+
+/// B merged into `target` by `role` (no token when `None`) is refused with `status`, naming
+/// `field` when given; B stays new and A has no supporter.
+async fn a_merge_is_refused(
+    pool: PgPool,
+    role: Option<Role>,
+    target: Target,
+    status: u16,
+    field: Option<&str>,
+) {
+    let app = TestApp::spawn(pool).await;
+    let (a, b, _) = two_blocks_apart(&app).await;
+    let (aid, bid) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
+    let into = match target {
+        Target::Parent => a["reference"].as_str().expect("reference").to_lowercase(),
+        Target::Itself => bid.to_owned(),
+        Target::Unknown => "CP-0000-0000".to_owned(),
+    };
+    let token = match role {
+        Some(role) => Some(app.token(role).await),
+        None => None,
+    };
+    let merge = format!("/api/v1/reports/{bid}/merge");
+    let (s, v) = post_as(&app, token.as_deref(), &merge, json!({"into": into})).await;
+    assert_eq!(s, status, "{v}");
+    if let Some(field) = field {
+        assert_eq!(v["errors"][0]["field"], field, "{v}");
+    }
+    let (_, b) = app.get_json(&format!("/api/v1/reports/{bid}")).await;
+    assert_eq!(b["status"], "new", "{b}");
+    let (_, a) = app.get_json(&format!("/api/v1/reports/{aid}")).await;
+    assert_eq!(a["supporters"], 0);
+}
+
+cases! { async a_merge_is_refused {
+    a_merge_without_a_token_is_401: None, Target::Parent, 401, None;
+    a_merge_by_an_analyst_is_403: Some(Role::Analyst), Target::Parent, 403, None;
+    a_merge_into_itself_is_409: Some(Role::Crew), Target::Itself, 409, None;
+    a_merge_into_an_unknown_report_is_422_naming_into:
+        Some(Role::Crew), Target::Unknown, 422, Some("into");
+}}
+
+/// A and B with B merged into A by the crew: (A's id, B's id, the crew token).
+async fn merged(app: &TestApp) -> (String, String, String) {
+    let (a, b, crew) = two_blocks_apart(app).await;
+    let (aid, bid) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
+    let (s, v) = post_as(
+        app,
+        Some(&crew),
+        &format!("/api/v1/reports/{bid}/merge"),
+        json!({"into": aid}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    (aid.to_owned(), bid.to_owned(), crew)
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_duplicate_must_be_unmerged_before_merging_again(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (aid, bid, crew) = merged(&app).await;
+    let merge = format!("/api/v1/reports/{bid}/merge");
+    let (s, v) = post_as(&app, Some(&crew), &merge, json!({"into": aid})).await;
+    assert_eq!(s, 409, "{v}");
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn an_unmerge_by_an_analyst_is_403(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (aid, bid, _) = merged(&app).await;
+    let analyst = app.token(Role::Analyst).await;
+    let unmerge = format!("/api/v1/reports/{bid}/unmerge");
+    assert_eq!(
+        post_as(&app, Some(&analyst), &unmerge, json!({})).await.0,
+        403
+    );
+    let (_, b) = app.get_json(&format!("/api/v1/reports/{bid}")).await;
+    assert_eq!(b["duplicate_of"]["id"], aid.as_str(), "{b}");
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn an_unmerge_with_nothing_left_to_unmerge_is_409(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (_, bid, _) = merged(&app).await;
+    let agent = app.token(Role::Agent).await;
+    let unmerge = format!("/api/v1/reports/{bid}/unmerge");
+    assert_eq!(
+        post_as(&app, Some(&agent), &unmerge, json!({})).await.0,
+        200
+    );
+    let (s, v) = post_as(&app, Some(&agent), &unmerge, json!({})).await;
+    assert_eq!(s, 409, "{v}");
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
@@ -407,18 +509,22 @@ async fn similar_suggests_open_incidents_best_first_without_personal_data(pool: 
     );
     assert_eq!(props["id"], a["id"]);
     assert!((props["distance_m"].as_f64().unwrap() - 6.0).abs() < 0.5);
-
-    let (s, problem) = app
-        .get_json("/api/v1/reports/similar?lat=34.05&lon=-118.24")
-        .await;
-    assert_eq!(s, 400);
-    assert_eq!(problem["errors"][0]["field"], "service_code");
-    let (s, problem) = app
-        .get_json("/api/v1/reports/similar?lat=95&lon=-118.24&service_code=pothole")
-        .await;
-    assert_eq!(s, 400);
-    assert_eq!(problem["errors"][0]["field"], "lat");
 }
+
+/// A similar-reports query with a bad part is a 400 naming it.
+async fn a_similar_query_is_refused(pool: PgPool, query: &str, field: &str) {
+    let app = TestApp::spawn(pool).await;
+    let (s, problem) = app
+        .get_json(&format!("/api/v1/reports/similar?{query}"))
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+}
+
+cases! { async a_similar_query_is_refused {
+    similar_without_a_service_code_is_a_400_naming_it: "lat=34.05&lon=-118.24", "service_code";
+    similar_with_a_latitude_past_90_is_a_400_naming_lat: "lat=95&lon=-118.24&service_code=pothole", "lat";
+}}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn an_intake_waits_for_a_twin_still_in_flight_and_links_to_it(pool: PgPool) {
