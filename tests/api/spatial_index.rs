@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use citypin::auth::Role;
 use citypin::config::Settings;
 use citypin::geo::Position;
 use citypin::spatial_index::{CompactHit, Filter, Hit, SpatialIndex};
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, key, pothole};
+use crate::helpers::{TestApp, cases, key, pothole};
 
 /// A seeded generator, so a failure names a reproducible case.
 struct Lcg(u64);
@@ -368,12 +369,12 @@ async fn ready_is_unavailable_until_the_spatial_index_is_loaded(pool: PgPool) {
 }
 
 /// `source=postgis` is the same endpoint answered by `PostGIS`: same ids in the same order
-/// (distance, then id) and the same feature fields as the live index, for staff only.
+/// (distance, then id) and the same feature fields as the live index.
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn nearby_from_postgis_returns_what_the_index_returns_to_staff_only(pool: PgPool) {
+async fn nearby_from_postgis_returns_what_the_index_returns(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.import_la_sample().await;
-    let token = app.token(citypin::auth::Role::Analyst).await;
+    let token = app.token(Role::Analyst).await;
     let queries = [
         // The sample has few open reports: the open queries need a wide radius to find any.
         "lat=34.05&lon=-118.25&radius_m=50000&limit=50",
@@ -434,12 +435,34 @@ async fn nearby_from_postgis_returns_what_the_index_returns_to_staff_only(pool: 
         compared > 100,
         "the queries should find incidents: {compared}"
     );
-
-    let q = "lat=34.05&lon=-118.25&radius_m=1000&source=postgis";
-    assert_eq!(get(q.to_owned(), None).await.0, 401);
-    let crew = app.token(citypin::auth::Role::Crew).await;
-    assert_eq!(get(q.to_owned(), Some(crew)).await.0, 403);
-    let (status, body) = get(format!("{q}&source=sql"), None).await;
-    assert_eq!(status, 400);
-    assert!(body.to_string().contains("source"), "{body}");
 }
+
+/// Nearby with `source`, asked with a token of `role` (none when `None`), is refused with
+/// `status`; the body mentions `mentions`, when given.
+async fn nearby_from_a_source_is_refused(
+    pool: PgPool,
+    source: &str,
+    role: Option<Role>,
+    status: u16,
+    mentions: Option<&str>,
+) {
+    let app = TestApp::spawn(pool).await;
+    let mut req = app.client.get(app.url(&format!(
+        "/api/v1/incidents/nearby?lat=34.05&lon=-118.25&radius_m=1000&source={source}"
+    )));
+    if let Some(role) = role {
+        req = req.bearer_auth(app.token(role).await);
+    }
+    let res = req.send().await.expect("request");
+    assert_eq!(res.status(), status);
+    if let Some(mentions) = mentions {
+        let body = res.text().await.expect("body");
+        assert!(body.contains(mentions), "{body}");
+    }
+}
+
+cases! { async nearby_from_a_source_is_refused {
+    nearby_from_postgis_without_a_token_is_401: "postgis", None, 401, None;
+    nearby_from_postgis_for_a_crew_token_is_403: "postgis", Some(Role::Crew), 403, None;
+    nearby_from_an_unknown_source_is_a_400_naming_source: "postgis&source=sql", None, 400, Some("source");
+}}
