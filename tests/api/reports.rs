@@ -98,14 +98,14 @@ async fn is_refused(
         .body(text.to_owned())
         .send()
         .await
-        .unwrap();
+        .expect("request");
     assert_eq!(res.status().as_u16(), status);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let problem: Value = res.json().await.unwrap();
+    let problem: Value = res.json().await.expect("json");
     if let Some(field) = field {
         let fields: Vec<&str> = problem["errors"]
             .as_array()
-            .unwrap()
+            .expect("errors")
             .iter()
             .filter_map(|e| e["field"].as_str())
             .collect();
@@ -166,11 +166,11 @@ async fn steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
     let (_, history) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
     history["events"]
         .as_array()
-        .unwrap()
+        .expect("events")
         .iter()
         .map(|e| {
             (
-                e["kind"].as_str().unwrap().to_owned(),
+                e["kind"].as_str().expect("kind").to_owned(),
                 e["to_status"].as_str().unwrap_or("").to_owned(),
             )
         })
@@ -182,7 +182,7 @@ async fn steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
 async fn a_status_change_is_refused(pool: PgPool, role: Option<Role>, status: u16) {
     let app = TestApp::spawn(pool).await;
     let (_, report) = app.post_report(&pothole(), &key()).await;
-    let id = report["id"].as_str().unwrap();
+    let id = report["id"].as_str().expect("id");
     let mut req = app
         .client
         .post(app.url(&format!("/api/v1/reports/{id}/status")))
@@ -190,7 +190,7 @@ async fn a_status_change_is_refused(pool: PgPool, role: Option<Role>, status: u1
     if let Some(role) = role {
         req = req.bearer_auth(app.token(role).await);
     }
-    assert_eq!(req.send().await.unwrap().status(), status);
+    assert_eq!(req.send().await.expect("request").status(), status);
     assert_eq!(steps(&app, id).await, [("created".into(), "new".into())]);
 }
 
