@@ -523,7 +523,8 @@ async fn a_similar_query_is_refused(pool: PgPool, query: &str, field: &str) {
 
 cases! { async a_similar_query_is_refused {
     similar_without_a_service_code_is_a_400_naming_it: "lat=34.05&lon=-118.24", "service_code";
-    similar_with_a_latitude_past_90_is_a_400_naming_lat: "lat=95&lon=-118.24&service_code=pothole", "lat";
+    similar_with_a_latitude_past_90_is_a_400_naming_lat:
+        "lat=95&lon=-118.24&service_code=pothole", "lat";
 }}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]

@@ -537,15 +537,18 @@ async fn a_parameter_is_refused(pool: PgPool, path: &str, field: &str) {
 cases! { async a_parameter_is_refused {
     an_items_bbox_of_three_numbers_is_a_400_naming_bbox:
         "/ogc/collections/incidents/items?bbox=1,2,3", "bbox";
-    an_items_limit_of_zero_is_a_400_naming_limit: "/ogc/collections/incidents/items?limit=0", "limit";
+    an_items_limit_of_zero_is_a_400_naming_limit:
+        "/ogc/collections/incidents/items?limit=0", "limit";
     an_items_datetime_that_is_not_a_date_is_a_400_naming_datetime:
         "/ogc/collections/incidents/items?datetime=yesterday", "datetime";
     an_unknown_items_status_is_a_400_naming_status:
         "/ogc/collections/incidents/items?status=lost", "status";
     a_cursor_that_is_not_ours_is_a_400_naming_cursor:
         "/ogc/collections/incidents/items?cursor=xyz", "cursor";
-    an_unknown_items_parameter_is_a_400_naming_it: "/ogc/collections/incidents/items?colour=red", "colour";
-    a_status_filter_on_areas_is_a_400_naming_status: "/ogc/collections/areas/items?status=open", "status";
+    an_unknown_items_parameter_is_a_400_naming_it:
+        "/ogc/collections/incidents/items?colour=red", "colour";
+    a_status_filter_on_areas_is_a_400_naming_status:
+        "/ogc/collections/areas/items?status=open", "status";
     a_hotspot_resolution_past_the_stored_one_is_a_400_naming_resolution:
         "/ogc/collections/hotspots/items?resolution=12", "resolution";
     an_unsupported_output_format_is_a_400_naming_f: "/ogc/collections?f=xml", "f";

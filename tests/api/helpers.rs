@@ -191,7 +191,7 @@ pub fn key() -> String {
 /// One test per case, so a failing case hides no other and its name says which behaviour broke.
 /// `cases! { async check { name: arg, …; … } }` writes, for each line, a
 /// `#[sqlx::test] async fn name(pool)` (its own database and server) that awaits
-/// `check(pool, arg, …)`; without `async`, a plain `#[test] fn name()` that calls `check(arg, …)`.
+/// `check(pool, arg, …)`; without `async`, a plain `#[test] fn name()` calling `check(arg, …)`.
 macro_rules! cases {
     (async $check:path { $($name:ident: $($arg:expr),* ;)+ }) => {
         $(

@@ -301,7 +301,8 @@ fn the_schema_check_refuses(field: &str, bad: &Value) {
 cases! { the_schema_check_refuses {
     the_schema_check_refuses_a_numeric_service_request_id: "service_request_id", &json!(638_344);
     the_schema_check_refuses_an_unknown_status: "status", &json!("pending");
-    the_schema_check_refuses_a_datetime_that_is_not_rfc_3339: "requested_datetime", &json!("2026-01-01 00:00");
+    the_schema_check_refuses_a_datetime_that_is_not_rfc_3339:
+        "requested_datetime", &json!("2026-01-01 00:00");
     the_schema_check_refuses_a_latitude_written_as_text: "lat", &json!("34.05");
     the_schema_check_refuses_a_media_url_that_is_not_a_uri: "media_url", &json!("not a uri");
 }}
@@ -640,13 +641,18 @@ async fn a_post_is_refused(
 cases! { async a_post_is_refused {
     a_posted_nan_latitude_is_a_400_naming_lat_in_json: "json", &["lat"], "&lat=NaN", 400, "lat";
     a_posted_nan_latitude_is_a_400_naming_lat_in_xml: "xml", &["lat"], "&lat=NaN", 400, "lat";
-    a_posted_infinite_longitude_is_a_400_naming_long_in_json: "json", &["long"], "&long=-inf", 400, "long";
-    a_posted_infinite_longitude_is_a_400_naming_long_in_xml: "xml", &["long"], "&long=-inf", 400, "long";
+    a_posted_infinite_longitude_is_a_400_naming_long_in_json:
+        "json", &["long"], "&long=-inf", 400, "long";
+    a_posted_infinite_longitude_is_a_400_naming_long_in_xml:
+        "xml", &["long"], "&long=-inf", 400, "long";
     a_posted_latitude_past_90_is_a_400_naming_lat_in_json: "json", &["lat"], "&lat=91", 400, "lat";
     a_posted_latitude_past_90_is_a_400_naming_lat_in_xml: "xml", &["lat"], "&lat=91", 400, "lat";
-    a_posted_longitude_past_180_is_a_400_naming_long_in_json: "json", &["long"], "&long=181", 400, "long";
-    a_posted_longitude_past_180_is_a_400_naming_long_in_xml: "xml", &["long"], "&long=181", 400, "long";
-    a_post_without_coordinates_is_a_400_naming_lat_in_json: "json", &["lat", "long"], "", 400, "lat";
+    a_posted_longitude_past_180_is_a_400_naming_long_in_json:
+        "json", &["long"], "&long=181", 400, "long";
+    a_posted_longitude_past_180_is_a_400_naming_long_in_xml:
+        "xml", &["long"], "&long=181", 400, "long";
+    a_post_without_coordinates_is_a_400_naming_lat_in_json:
+        "json", &["lat", "long"], "", 400, "lat";
     a_post_without_coordinates_is_a_400_naming_lat_in_xml: "xml", &["lat", "long"], "", 400, "lat";
     a_post_without_a_service_code_is_a_400_naming_it_in_json:
         "json", &["service_code"], "", 400, "service_code";
@@ -661,15 +667,19 @@ cases! { async a_post_is_refused {
     a_posted_description_of_4001_characters_is_a_400_naming_it_in_xml:
         "xml", &["description"], &format!("&description={}", "a".repeat(4001)), 400, "description";
     a_posted_html_description_is_a_400_naming_it_in_json:
-        "json", &["description"], "&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E", 400, "description";
+        "json", &["description"], "&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        400, "description";
     a_posted_html_description_is_a_400_naming_it_in_xml:
-        "xml", &["description"], "&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E", 400, "description";
+        "xml", &["description"], "&description=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        400, "description";
     a_posted_value_that_is_not_utf_8_is_a_400_naming_its_field_in_json:
         "json", &[], "&address_id=%FF%FE", 400, "address_id";
     a_posted_value_that_is_not_utf_8_is_a_400_naming_its_field_in_xml:
         "xml", &[], "&address_id=%FF%FE", 400, "address_id";
-    a_broken_percent_escape_is_a_400_naming_its_field_in_json: "json", &[], "&address_id=%ZZ", 400, "address_id";
-    a_broken_percent_escape_is_a_400_naming_its_field_in_xml: "xml", &[], "&address_id=%ZZ", 400, "address_id";
+    a_broken_percent_escape_is_a_400_naming_its_field_in_json:
+        "json", &[], "&address_id=%ZZ", 400, "address_id";
+    a_broken_percent_escape_is_a_400_naming_its_field_in_xml:
+        "xml", &[], "&address_id=%ZZ", 400, "address_id";
     a_posted_unknown_field_is_a_400_naming_it_in_json: "json", &[], "&colour=red", 400, "colour";
     a_posted_unknown_field_is_a_400_naming_it_in_xml: "xml", &[], "&colour=red", 400, "colour";
     a_posted_repeated_field_is_a_400_naming_it_in_json: "json", &[], "&lat=1", 400, "lat";
@@ -682,7 +692,8 @@ cases! { async a_post_is_refused {
         "json", &[], "&attribute[COLOUR]=red", 400, "attribute[COLOUR]";
     a_posted_unknown_attribute_is_a_400_naming_it_in_xml:
         "xml", &[], "&attribute[COLOUR]=red", 400, "attribute[COLOUR]";
-    a_posted_bad_email_is_a_400_naming_it_in_json: "json", &[], "&email=not-an-address", 400, "email";
+    a_posted_bad_email_is_a_400_naming_it_in_json:
+        "json", &[], "&email=not-an-address", 400, "email";
     a_posted_bad_email_is_a_400_naming_it_in_xml: "xml", &[], "&email=not-an-address", 400, "email";
     a_posted_script_media_url_is_a_400_naming_it_in_json:
         "json", &[], "&media_url=javascript%3Aalert(1)", 400, "media_url";
@@ -751,7 +762,8 @@ cases! { async a_query_is_refused {
         REQUESTS, "?start_date=2026-02-01T00:00:00Z&end_date=2026-01-01T00:00:00Z", "end_date";
     an_updated_after_that_is_not_a_date_is_a_400: REQUESTS, "?updated_after=soon", "updated_after";
     a_bbox_of_three_numbers_is_a_400: REQUESTS, "?bbox=1,2,3", "bbox";
-    a_bbox_whose_south_is_above_its_north_is_a_400: REQUESTS, "?bbox=-118.3,34.1,-118.2,34.0", "bbox";
+    a_bbox_whose_south_is_above_its_north_is_a_400:
+        REQUESTS, "?bbox=-118.3,34.1,-118.2,34.0", "bbox";
     a_bbox_of_letters_is_a_400: REQUESTS, "?bbox=a,b,c,d", "bbox";
     a_bbox_past_180_is_a_400: REQUESTS, "?bbox=-190,0,0,1", "bbox";
     a_latitude_without_a_longitude_is_a_400_naming_long: REQUESTS, "?lat=34.05", "long";
@@ -759,14 +771,17 @@ cases! { async a_query_is_refused {
     a_latitude_past_90_in_a_query_is_a_400_naming_lat: REQUESTS, "?lat=95&long=-118.2", "lat";
     a_negative_radius_is_a_400: REQUESTS, "?lat=34&long=-118.2&radius=-5", "radius";
     a_radius_without_a_centre_is_a_400: REQUESTS, "?radius=100", "radius";
-    a_circle_and_a_bbox_together_are_a_400_naming_bbox: REQUESTS, "?lat=34&long=-118&bbox=0,0,1,1", "bbox";
+    a_circle_and_a_bbox_together_are_a_400_naming_bbox:
+        REQUESTS, "?lat=34&long=-118&bbox=0,0,1,1", "bbox";
     an_unknown_status_in_a_query_is_a_400: REQUESTS, "?status=pending", "status";
-    an_unknown_service_code_in_a_query_is_a_400: REQUESTS, "?service_code=unicorn-sighting", "service_code";
+    an_unknown_service_code_in_a_query_is_a_400:
+        REQUESTS, "?service_code=unicorn-sighting", "service_code";
     page_zero_is_a_400: REQUESTS, "?page=0", "page";
     a_page_size_past_1000_is_a_400: REQUESTS, "?page_size=5000", "page_size";
     an_extensions_flag_that_is_not_a_boolean_is_a_400: REQUESTS, "?extensions=maybe", "extensions";
     an_unknown_requests_parameter_is_a_400_naming_it: REQUESTS, "?colour=red", "colour";
-    an_unknown_services_parameter_is_a_400_naming_it: "/open311/v2/services", "?colour=red", "colour";
+    an_unknown_services_parameter_is_a_400_naming_it:
+        "/open311/v2/services", "?colour=red", "colour";
 }}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
@@ -1196,10 +1211,12 @@ async fn an_area_query_is_refused(
 
 cases! { async an_area_query_is_refused {
     an_area_query_from_postgis_without_a_token_is_403_in_json: "json", None, POSTGIS_AREA, 403, "";
-    an_area_query_from_postgis_with_a_crew_token_is_403_in_json: "json", Some(Role::Crew), POSTGIS_AREA, 403, "";
+    an_area_query_from_postgis_with_a_crew_token_is_403_in_json:
+        "json", Some(Role::Crew), POSTGIS_AREA, 403, "";
     an_area_query_from_postgis_without_a_token_is_403_in_xml: "xml", None, POSTGIS_AREA, 403, "";
     an_unknown_source_is_a_400_naming_source:
-        "json", Some(Role::Admin), "lat=34.0522&long=-118.2437&radius=500&source=mysql", 400, "source:";
+        "json", Some(Role::Admin), "lat=34.0522&long=-118.2437&radius=500&source=mysql",
+        400, "source:";
 }}
 
 async fn discovery_url(app: &TestApp, headers: &[(&str, &str)]) -> String {

@@ -139,12 +139,14 @@ cases! { async body_is_refused {
         &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
                 "description": "x".repeat(4001)}), 422, "description";
     an_unknown_field_is_a_400_naming_it:
-        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "colour": "red"}), 400, "colour";
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "colour": "red"}),
+        400, "colour";
     contact_details_without_consent_are_refused_naming_contact_consent:
         &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
                 "contact": {"email": "a@b.org"}}), 422, "contact.consent";
     an_unknown_channel_is_refused_naming_channel:
-        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "channel": "pigeon"}), 422, "channel";
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2, "channel": "pigeon"}),
+        422, "channel";
 }}
 
 cases! { async is_refused {

@@ -464,5 +464,6 @@ async fn nearby_from_a_source_is_refused(
 cases! { async nearby_from_a_source_is_refused {
     nearby_from_postgis_without_a_token_is_401: "postgis", None, 401, None;
     nearby_from_postgis_for_a_crew_token_is_403: "postgis", Some(Role::Crew), 403, None;
-    nearby_from_an_unknown_source_is_a_400_naming_source: "postgis&source=sql", None, 400, Some("source");
+    nearby_from_an_unknown_source_is_a_400_naming_source:
+        "postgis&source=sql", None, 400, Some("source");
 }}

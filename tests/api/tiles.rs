@@ -454,7 +454,8 @@ cases! { async a_postgis_tile_is_refused {
     a_postgis_tile_without_a_token_is_401: 14, None, 401, None;
     a_postgis_tile_for_a_crew_token_is_403: 14, Some(Role::Crew), 403, None;
     // No clusters from PostGIS.
-    a_postgis_tile_below_the_point_zooms_is_a_400_naming_z: 10, Some(Role::Analyst), 400, Some("\"z\"");
+    a_postgis_tile_below_the_point_zooms_is_a_400_naming_z:
+        10, Some(Role::Analyst), 400, Some("\"z\"");
 }}
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
