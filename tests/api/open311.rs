@@ -1276,28 +1276,37 @@ async fn discovery_ignores_forwarding_headers_from_an_untrusted_peer(pool: PgPoo
 // ---------------------------------------------------------------------------------------------
 // Conformance (issue 17, items 11 to 15).
 
+/// A request posted, then listed by its `service_request_id` with `extra` arguments, stale or
+/// invalid: the id overrides them, in both formats.
+async fn service_request_id_overrides(pool: PgPool, extra: &str) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
+    let id = posted[0]["service_request_id"].as_str().expect("id");
+    let (status, found) = get_both(
+        &app,
+        "/open311/v2/requests",
+        &format!("?service_request_id={id}{extra}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{extra}: {found}");
+    assert_eq!(found[0]["service_request_id"], id, "{extra}");
+}
+
+cases! { async service_request_id_overrides {
+    service_request_id_overrides_an_unknown_service_code: "&service_code=unicorn-sighting";
+    service_request_id_overrides_a_start_date_that_is_not_a_date: "&start_date=yesterday";
+    service_request_id_overrides_an_unknown_status_and_page_zero: "&status=pending&page=0";
+    service_request_id_overrides_an_unknown_parameter_and_a_bad_bbox: "&colour=red&bbox=1,2,3";
+}}
+
+/// The one-request path: the id in the path overrides the rest the same way.
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn service_request_id_overrides_stale_and_invalid_arguments(pool: PgPool) {
+async fn the_id_in_the_path_overrides_the_other_arguments(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let k = client_key(&app).await;
     let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
     let id = posted[0]["service_request_id"].as_str().unwrap();
-    for extra in [
-        "&service_code=unicorn-sighting",
-        "&start_date=yesterday",
-        "&status=pending&page=0",
-        "&colour=red&bbox=1,2,3",
-    ] {
-        let (status, found) = get_both(
-            &app,
-            "/open311/v2/requests",
-            &format!("?service_request_id={id}{extra}"),
-        )
-        .await;
-        assert_eq!(status, 200, "{extra}: {found}");
-        assert_eq!(found[0]["service_request_id"], id, "{extra}");
-    }
-    // The one-request path: the id in the path overrides the rest the same way.
     let (status, one) = get_both(
         &app,
         &format!("/open311/v2/requests/{id}"),
@@ -1541,42 +1550,61 @@ async fn posting_a_request_answers_200_as_the_georeport_swagger_documents(pool: 
     assert_eq!(status, 201);
 }
 
-#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn a_method_a_path_does_not_take_gets_405_with_the_error_list(pool: PgPool) {
+/// `method` on `path` in `ext` is a 405 whose `Allow` names `allow`, with the error list in that
+/// format.
+async fn a_method_is_not_allowed(
+    pool: PgPool,
+    method: reqwest::Method,
+    path: &str,
+    ext: &str,
+    allow: &str,
+) {
     let app = TestApp::spawn(pool).await;
-    for (method, path, allow) in [
-        (reqwest::Method::PUT, "/open311/v2/requests", "POST"),
-        (reqwest::Method::DELETE, "/open311/v2/services", "GET"),
-        (reqwest::Method::POST, "/open311/discovery", "GET"),
-        (
-            reqwest::Method::PATCH,
-            "/open311/v2/requests/CP-0000-0000",
-            "GET",
-        ),
-    ] {
-        for ext in ["json", "xml"] {
-            let res = app
-                .client
-                .request(method.clone(), app.url(&format!("{path}.{ext}")))
-                .send()
-                .await
-                .expect("request");
-            let status = res.status().as_u16();
-            let allowed = res.headers()["allow"].to_str().unwrap().to_owned();
-            assert!(allowed.contains(allow), "{method} {path}.{ext}: {allowed}");
-            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
-            let text = res.text().await.unwrap();
-            let body = if ext == "xml" {
-                assert_eq!(ct, "text/xml; charset=utf-8");
-                xml_as_json(&text)
-            } else {
-                assert_eq!(ct, "application/json; charset=utf-8");
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-            };
-            assert_error_list(status, &body, 405, "not allowed");
-        }
-    }
+    let res = app
+        .client
+        .request(method.clone(), app.url(&format!("{path}.{ext}")))
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let allowed = res.headers()["allow"]
+        .to_str()
+        .expect("ASCII Allow")
+        .to_owned();
+    assert!(allowed.contains(allow), "{method} {path}.{ext}: {allowed}");
+    let ct = res.headers()["content-type"]
+        .to_str()
+        .expect("ASCII content type")
+        .to_owned();
+    let text = res.text().await.expect("body");
+    let body = if ext == "xml" {
+        assert_eq!(ct, "text/xml; charset=utf-8");
+        xml_as_json(&text)
+    } else {
+        assert_eq!(ct, "application/json; charset=utf-8");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    assert_error_list(status, &body, 405, "not allowed");
 }
+
+cases! { async a_method_is_not_allowed {
+    put_on_requests_is_405_allowing_post_in_json:
+        reqwest::Method::PUT, "/open311/v2/requests", "json", "POST";
+    put_on_requests_is_405_allowing_post_in_xml:
+        reqwest::Method::PUT, "/open311/v2/requests", "xml", "POST";
+    delete_on_services_is_405_allowing_get_in_json:
+        reqwest::Method::DELETE, "/open311/v2/services", "json", "GET";
+    delete_on_services_is_405_allowing_get_in_xml:
+        reqwest::Method::DELETE, "/open311/v2/services", "xml", "GET";
+    post_on_discovery_is_405_allowing_get_in_json:
+        reqwest::Method::POST, "/open311/discovery", "json", "GET";
+    post_on_discovery_is_405_allowing_get_in_xml:
+        reqwest::Method::POST, "/open311/discovery", "xml", "GET";
+    patch_on_a_request_is_405_allowing_get_in_json:
+        reqwest::Method::PATCH, "/open311/v2/requests/CP-0000-0000", "json", "GET";
+    patch_on_a_request_is_405_allowing_get_in_xml:
+        reqwest::Method::PATCH, "/open311/v2/requests/CP-0000-0000", "xml", "GET";
+}}
 
 /// The `Link` header's target, if the answer has a next page.
 fn next_link(res: &reqwest::Response) -> Option<String> {
