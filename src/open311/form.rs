@@ -349,6 +349,7 @@ pub fn parse_attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     fn service(attributes: &serde_json::Value) -> Service {
         serde_json::from_value(serde_json::json!({
@@ -369,31 +370,27 @@ mod tests {
         assert_eq!(f.field("description"), Some("a b!"));
         assert_eq!(f.field("email"), None);
         assert_eq!(f.attributes["TAGS"], vec!["x", "y"]);
+    }
+
+    /// Decoding the body fails, naming `field`.
+    fn decoding_is_refused_naming(body: &[u8], field: &str) {
         assert_eq!(
-            RequestForm::decode(b"lat=1&lat=2").unwrap_err().field,
-            "lat"
-        );
-        assert_eq!(
-            RequestForm::decode(b"colour=red").unwrap_err().field,
-            "colour"
-        );
-        assert_eq!(
-            RequestForm::decode(b"description=%FF").unwrap_err().field,
-            "description"
-        );
-        assert_eq!(
-            RequestForm::decode(b"description=%G1").unwrap_err().field,
-            "description"
-        );
-        assert_eq!(
-            RequestForm::decode(&[0xff, 0xfe]).unwrap_err().field,
-            "body"
-        );
-        assert_eq!(
-            RequestForm::decode(b"attribute[]=x").unwrap_err().field,
-            "attribute[]=x".split('=').next().unwrap()
+            RequestForm::decode(body).unwrap_err().field,
+            field,
+            "{}",
+            String::from_utf8_lossy(body)
         );
     }
+
+    cases! { decoding_is_refused_naming {
+        a_repeated_field_is_refused: b"lat=1&lat=2", "lat";
+        an_unknown_field_is_refused: b"colour=red", "colour";
+        a_value_escaping_bytes_that_are_not_utf8_is_refused: b"description=%FF", "description";
+        a_value_with_a_bad_percent_escape_is_refused: b"description=%G1", "description";
+        a_body_that_is_not_utf8_is_refused: &[0xff, 0xfe], "body";
+        a_non_empty_attribute_without_a_code_is_refused:
+            b"attribute[]=x", "attribute[]=x".split('=').next().unwrap();
+    }}
 
     #[test]
     fn multivalue_attributes_may_be_repeated_or_indexed_and_empty_ones_are_absent() {
@@ -404,19 +401,26 @@ mod tests {
         assert_eq!(f.attributes["TAGS"], vec!["x", "y"]);
         assert_eq!(f.attributes["MORE"], vec!["a", "b", "c"]);
         assert!(!f.attributes.contains_key("UNKNOWN"), "{f:?}");
-        for bad in [
-            "attribute[X][a]=1",
-            "attribute[X]]=1",
-            "attribute[X][0][1]=1",
-            "attribute[X=1",
-            "attribute[[X]=1",
-        ] {
-            assert!(RequestForm::decode(bad.as_bytes()).is_err(), "{bad}");
-        }
     }
 
-    #[test]
-    fn attributes_are_checked_against_the_service_definition() {
+    fn is_a_malformed_attribute(bad: &str) {
+        assert!(RequestForm::decode(bad.as_bytes()).is_err(), "{bad}");
+    }
+
+    cases! { is_a_malformed_attribute {
+        an_attribute_index_that_is_not_a_number_is_refused: "attribute[X][a]=1";
+        an_attribute_with_a_stray_bracket_is_refused: "attribute[X]]=1";
+        an_attribute_with_two_indexes_is_refused: "attribute[X][0][1]=1";
+        an_attribute_with_an_unclosed_bracket_is_refused: "attribute[X=1";
+        an_attribute_with_a_doubled_bracket_is_refused: "attribute[[X]=1";
+    }}
+
+    /// Checks the attribute pairs against a service defining DEPTH (required list), WIDTH
+    /// (number), TAGS (multivalue list) and INFO (not variable): the values and the fields
+    /// named in errors.
+    fn check(
+        pairs: &[(&str, &[&str])],
+    ) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
         let s = service(&serde_json::json!([
             {"variable": true, "code": "DEPTH", "datatype": "singlevaluelist", "required": true,
              "values": [{"key": "deep", "name": "Deep"}, {"key": 2, "name": "Two"}]},
@@ -425,15 +429,17 @@ mod tests {
              "values": [{"key": "x", "name": "X"}, {"key": "y", "name": "Y"}]},
             {"variable": false, "code": "INFO", "datatype": "text", "required": false}
         ]));
-        let check = |pairs: &[(&str, &[&str])]| {
-            let given = pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
-                .collect();
-            let mut errors = Vec::new();
-            let out = parse_attributes(&given, &s, &mut errors);
-            (out, errors.into_iter().map(|e| e.field).collect::<Vec<_>>())
-        };
+        let given = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+            .collect();
+        let mut errors = Vec::new();
+        let out = parse_attributes(&given, &s, &mut errors);
+        (out, errors.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn attributes_are_checked_against_the_service_definition() {
         let (out, errs) = check(&[
             ("DEPTH", &["2"]),
             ("WIDTH", &["1.5"]),
@@ -443,28 +449,25 @@ mod tests {
         assert_eq!(out["DEPTH"], "2");
         assert_eq!(out["WIDTH"], 1.5);
         assert_eq!(out["TAGS"], serde_json::json!(["x", "y"]));
-        assert_eq!(check(&[]).1, vec!["attribute[DEPTH]"]);
-        assert_eq!(
-            check(&[("DEPTH", &["shallow"])]).1,
-            vec!["attribute[DEPTH]"]
-        );
-        assert_eq!(
-            check(&[("DEPTH", &["deep"]), ("WIDTH", &["wide"])]).1,
-            vec!["attribute[WIDTH]"]
-        );
-        assert_eq!(
-            check(&[("DEPTH", &["deep"]), ("TAGS", &["z"])]).1,
-            vec!["attribute[TAGS]"]
-        );
-        assert_eq!(
-            check(&[("DEPTH", &["deep"]), ("INFO", &["x"])]).1,
-            vec!["attribute[INFO]"]
-        );
-        assert_eq!(
-            check(&[("DEPTH", &["deep"]), ("COLOUR", &["red"])]).1,
-            vec!["attribute[COLOUR]"]
-        );
     }
+
+    /// The attributes are refused, naming only `field`.
+    fn the_attribute_is_refused(pairs: &[(&str, &[&str])], field: &str) {
+        assert_eq!(check(pairs).1, vec![field], "{pairs:?}");
+    }
+
+    cases! { the_attribute_is_refused {
+        a_missing_required_attribute_is_refused: &[], "attribute[DEPTH]";
+        a_value_outside_a_list_is_refused: &[("DEPTH", &["shallow"])], "attribute[DEPTH]";
+        a_number_attribute_that_is_not_a_number_is_refused:
+            &[("DEPTH", &["deep"]), ("WIDTH", &["wide"])], "attribute[WIDTH]";
+        a_multivalue_outside_its_list_is_refused:
+            &[("DEPTH", &["deep"]), ("TAGS", &["z"])], "attribute[TAGS]";
+        an_attribute_that_is_not_variable_is_refused:
+            &[("DEPTH", &["deep"]), ("INFO", &["x"])], "attribute[INFO]";
+        an_unknown_attribute_is_refused:
+            &[("DEPTH", &["deep"]), ("COLOUR", &["red"])], "attribute[COLOUR]";
+    }}
 
     #[test]
     fn a_request_form_becomes_an_open311_report_with_consented_contact() {
@@ -481,30 +484,27 @@ mod tests {
         assert_eq!(parsed.report.channel, Channel::Open311);
     }
 
-    #[test]
-    fn bad_request_forms_name_each_field() {
+    /// The request form is refused, naming only `field`.
+    fn the_request_is_refused_naming(body: &[u8], field: &str) {
         let s = service(&serde_json::json!([]));
-        let fields = |body: &[u8]| {
-            parse_request(RequestForm::decode(body).unwrap(), &s)
-                .err()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| e.field)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(fields(b"lat=NaN&long=1"), vec!["lat"]);
-        assert_eq!(fields(b"lat=1&long=inf"), vec!["long"]);
-        assert_eq!(fields(b"lat=1&long=200"), vec!["long"]);
-        assert_eq!(fields(b"lat=x&long=1"), vec!["lat"]);
-        assert_eq!(fields(b"address_string=1+Main+St"), vec!["lat"]);
-        assert_eq!(
-            fields(b"lat=1&long=1&description=%3Cb%3Ehi%3C%2Fb%3E"),
-            vec!["description"]
-        );
-        assert_eq!(fields(b"lat=1&long=1&email=nope"), vec!["email"]);
-        assert_eq!(
-            fields(b"lat=1&long=1&media_url=ftp%3A%2F%2Fx"),
-            vec!["media_url"]
-        );
+        let fields = parse_request(RequestForm::decode(body).unwrap(), &s)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect::<Vec<_>>();
+        assert_eq!(fields, vec![field], "{}", String::from_utf8_lossy(body));
     }
+
+    cases! { the_request_is_refused_naming {
+        a_nan_latitude_is_refused: b"lat=NaN&long=1", "lat";
+        an_infinite_longitude_is_refused: b"lat=1&long=inf", "long";
+        a_longitude_past_180_is_refused: b"lat=1&long=200", "long";
+        a_latitude_that_is_not_a_number_is_refused: b"lat=x&long=1", "lat";
+        an_address_without_a_position_is_refused: b"address_string=1+Main+St", "lat";
+        a_description_with_markup_is_refused:
+            b"lat=1&long=1&description=%3Cb%3Ehi%3C%2Fb%3E", "description";
+        an_email_that_is_not_an_address_is_refused: b"lat=1&long=1&email=nope", "email";
+        a_media_url_that_is_not_http_is_refused: b"lat=1&long=1&media_url=ftp%3A%2F%2Fx", "media_url";
+    }}
 }

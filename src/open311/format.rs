@@ -55,13 +55,21 @@ pub fn w3c(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     #[test]
     fn formats_come_from_the_extension() {
         assert_eq!(Format::split("CP-1.json"), Some(("CP-1", Format::Json)));
         assert_eq!(Format::split("a.b.xml"), Some(("a.b", Format::Xml)));
-        assert_eq!(Format::split("x.csv"), None);
-        assert_eq!(Format::split(".json"), None);
-        assert_eq!(Format::split("nothing"), None);
     }
+
+    fn has_no_format(file: &str) {
+        assert_eq!(Format::split(file), None, "{file:?}");
+    }
+
+    cases! { has_no_format {
+        an_unknown_extension_has_no_format: "x.csv";
+        an_extension_without_a_name_has_no_format: ".json";
+        a_name_without_an_extension_has_no_format: "nothing";
+    }}
 }

@@ -377,6 +377,7 @@ impl QueryParams {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::test_cases::cases;
 
     pub(in crate::open311) fn now() -> DateTime<Utc> {
         "2026-06-01T12:00:00Z".parse().unwrap()
@@ -385,6 +386,11 @@ pub(super) mod tests {
     fn parse(q: &str) -> Result<RequestsQuery, Vec<String>> {
         RequestsQuery::parse(q, now(), |c| c == "pothole" || c == "graffiti-removal")
             .map_err(|e| e.into_iter().map(|e| e.field).collect())
+    }
+
+    /// The query is refused, naming only `field`.
+    fn is_refused_naming(query: &str, field: &str) {
+        assert_eq!(parse(query).unwrap_err(), vec![field], "{query:?}");
     }
 
     #[test]
@@ -409,8 +415,11 @@ pub(super) mod tests {
         let q = parse("service_code=pothole,graffiti-removal&status=open&status=closed").unwrap();
         assert_eq!(q.service_codes, vec!["pothole", "graffiti-removal"]);
         assert_eq!(q.statuses.len(), Status::ALL.len());
-        assert_eq!(parse("page=1&page=2").unwrap_err(), vec!["page"]);
     }
+
+    cases! { is_refused_naming {
+        a_single_valued_argument_may_not_be_repeated: "page=1&page=2", "page";
+    }}
 
     #[test]
     fn a_date_range_is_bounded_to_90_days() {
@@ -424,21 +433,19 @@ pub(super) mod tests {
             q.end.unwrap() - q.start.unwrap(),
             chrono::Duration::days(90)
         );
-        assert_eq!(
-            parse("start_date=2026-01-01T00:00:00Z&end_date=2026-05-01T00:00:00Z").unwrap_err(),
-            vec!["end_date"]
-        );
-        assert_eq!(
-            parse("start_date=2026-01-01T00:00:00").unwrap_err(),
-            vec!["start_date"]
-        );
-        assert_eq!(parse("end_date=yesterday").unwrap_err(), vec!["end_date"]);
         let sync = parse("updated_after=2026-05-31T00:00:00Z").unwrap();
         assert_eq!((sync.start, sync.end), (None, None));
     }
 
+    cases! { is_refused_naming {
+        a_range_longer_than_90_days_is_refused_at_its_end:
+            "start_date=2026-01-01T00:00:00Z&end_date=2026-05-01T00:00:00Z", "end_date";
+        a_datetime_without_an_offset_is_refused: "start_date=2026-01-01T00:00:00", "start_date";
+        a_date_that_is_not_a_datetime_is_refused: "end_date=yesterday", "end_date";
+    }}
+
     #[test]
-    fn areas_are_a_circle_or_a_box_never_both() {
+    fn areas_are_a_circle_or_a_box() {
         let q = parse("lat=34.05&long=-118.25&radius=200").unwrap();
         assert!(
             matches!(q.area, Some(Area::Circle { radius_m, .. }) if (radius_m - 200.0).abs() < 1e-9)
@@ -451,33 +458,26 @@ pub(super) mod tests {
             parse("bbox=-118.3,34,-118.2,34.1").unwrap().area,
             Some(Area::Box(_))
         ));
-        assert_eq!(parse("lat=34.05").unwrap_err(), vec!["long"]);
-        assert_eq!(parse("lat=NaN&long=1").unwrap_err(), vec!["lat"]);
-        assert_eq!(parse("lat=91&long=1").unwrap_err(), vec!["lat"]);
-        assert_eq!(parse("lat=1&long=1&radius=0").unwrap_err(), vec!["radius"]);
-        assert_eq!(
-            parse("lat=1&long=1&radius=1e9").unwrap_err(),
-            vec!["radius"]
-        );
-        assert_eq!(parse("radius=5").unwrap_err(), vec!["radius"]);
-        assert_eq!(parse("bbox=1,2,3").unwrap_err(), vec!["bbox"]);
-        assert_eq!(
-            parse("bbox=0,0,1,1&lat=0&long=0").unwrap_err(),
-            vec!["bbox"]
-        );
     }
 
-    #[test]
-    fn unknown_parameters_codes_and_statuses_are_refused() {
-        assert_eq!(parse("colour=red").unwrap_err(), vec!["colour"]);
-        assert_eq!(
-            parse("service_code=unicorns").unwrap_err(),
-            vec!["service_code"]
-        );
-        assert_eq!(parse("status=pending").unwrap_err(), vec!["status"]);
-        assert_eq!(parse("page_size=1001").unwrap_err(), vec!["page_size"]);
-        assert_eq!(parse("extensions=yes").unwrap_err(), vec!["extensions"]);
-    }
+    cases! { is_refused_naming {
+        a_latitude_without_a_longitude_is_refused: "lat=34.05", "long";
+        a_nan_latitude_is_refused: "lat=NaN&long=1", "lat";
+        a_latitude_past_90_is_refused: "lat=91&long=1", "lat";
+        a_zero_radius_is_refused: "lat=1&long=1&radius=0", "radius";
+        a_radius_past_the_largest_is_refused: "lat=1&long=1&radius=1e9", "radius";
+        a_radius_without_a_centre_is_refused: "radius=5", "radius";
+        a_bbox_of_three_numbers_is_refused: "bbox=1,2,3", "bbox";
+        a_bbox_with_a_circle_is_refused: "bbox=0,0,1,1&lat=0&long=0", "bbox";
+    }}
+
+    cases! { is_refused_naming {
+        an_unknown_parameter_is_refused: "colour=red", "colour";
+        an_unknown_service_code_is_refused: "service_code=unicorns", "service_code";
+        an_unknown_status_is_refused: "status=pending", "status";
+        a_page_size_past_1000_is_refused: "page_size=1001", "page_size";
+        extensions_other_than_true_or_false_are_refused: "extensions=yes", "extensions";
+    }}
 
     #[test]
     fn service_request_id_overrides_every_other_argument_even_invalid_ones() {
@@ -494,9 +494,12 @@ pub(super) mod tests {
                 .unwrap()
                 .extensions
         );
-        let too_long = format!("service_request_id={}&colour=red", "x".repeat(101));
-        assert_eq!(parse(&too_long).unwrap_err(), vec!["service_request_id"]);
     }
+
+    cases! { is_refused_naming {
+        a_service_request_id_past_100_characters_is_refused:
+            &format!("service_request_id={}&colour=red", "x".repeat(101)), "service_request_id";
+    }}
 
     #[test]
     fn the_next_page_keeps_the_arguments_and_moves_page_on() {
