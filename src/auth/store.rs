@@ -11,13 +11,15 @@ pub async fn insert_token(
     role: &str,
     token_hash: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(name)
-        .bind(role)
-        .bind(token_hash)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO api_tokens (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
+        id,
+        name,
+        role,
+        token_hash
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -26,10 +28,11 @@ pub async fn live_token(
     pool: &PgPool,
     token_hash: &[u8],
 ) -> Result<Option<(Uuid, String, String)>, sqlx::Error> {
-    sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        token_hash
     )
-    .bind(token_hash)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.id, r.name, r.role)))
 }

@@ -1,6 +1,7 @@
 //! All SQL of the import: a batch of rows in one statement, and which external ids are
 //! already stored.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -49,8 +50,8 @@ pub(super) async fn insert(pool: &PgPool, batch: &[Valid]) -> Result<Vec<String>
         upd.push(v.updated_at);
         closed.push(v.closed_at);
     }
-    sqlx::query_scalar(
-        "WITH ins AS (
+    sqlx::query_scalar!(
+        r#"WITH ins AS (
             INSERT INTO reports (id, reference, external_id, service_code, status, status_notes, description,
                 address, zipcode, agency, channel, location, h3_cell, requested_at, updated_at, closed_at)
             SELECT id, reference, ext, code, status, notes, descr, addr, zip, agency, channel,
@@ -65,25 +66,27 @@ pub(super) async fn insert(pool: &PgPool, batch: &[Valid]) -> Result<Vec<String>
             INSERT INTO report_events (id, report_id, at, kind, to_status, actor_role, data)
             SELECT gen_random_uuid(), ins.id, ins.requested_at, 'created', ins.status, 'import', '{}'::jsonb FROM ins
         )
-        SELECT external_id FROM ins",
+        SELECT external_id AS "external_id!" FROM ins"#,
+        // The casts say what the arrays are: sqlx's check knows `text[]` only as `&[String]`
+        // and `timestamptz[]` only without NULLs.
+        &id,
+        &reference,
+        &ext,
+        &code,
+        &status as &[&str],
+        &notes as &[Option<String>],
+        &desc,
+        &addr as &[Option<String>],
+        &zip as &[Option<String>],
+        &agency,
+        &channel as &[&str],
+        &lon,
+        &lat,
+        &h3,
+        &req,
+        &upd,
+        &closed as &[Option<DateTime<Utc>>],
     )
-    .bind(&id)
-    .bind(&reference)
-    .bind(&ext)
-    .bind(&code)
-    .bind(&status)
-    .bind(&notes)
-    .bind(&desc)
-    .bind(&addr)
-    .bind(&zip)
-    .bind(&agency)
-    .bind(&channel)
-    .bind(&lon)
-    .bind(&lat)
-    .bind(&h3)
-    .bind(&req)
-    .bind(&upd)
-    .bind(&closed)
     .fetch_all(pool)
     .await
 }
@@ -93,8 +96,10 @@ pub(super) async fn present(
     pool: &PgPool,
     external_ids: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT external_id FROM reports WHERE external_id = ANY($1)")
-        .bind(external_ids)
-        .fetch_all(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT external_id AS "external_id!" FROM reports WHERE external_id = ANY($1)"#,
+        external_ids
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -225,31 +225,31 @@ pub async fn insert(
     let due_at = sla_hours.map(|h| now + chrono::Duration::hours(i64::from(h)));
     for attempt in 0..5 {
         let reference = Reference::random();
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO reports (id, reference, service_code, status, description, address, zipcode,
                  agency, channel, location, h3_cell, requested_at, updated_at, due_at, media_url,
                  attributes, reporter_id, created_by)
              VALUES ($1, $2, $3, 'new', $4, $5, $6, $7, $8, ST_SetSRID(ST_MakePoint($9, $10), 4326),
                  $11, $12, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (reference) DO NOTHING",
+            id,
+            reference.as_str(),
+            new.service_code.as_str(),
+            new.description.as_str(),
+            new.address,
+            new.zipcode,
+            agency,
+            new.channel.as_str(),
+            new.position.lon(),
+            new.position.lat(),
+            h3_cell_i64(new.position),
+            now,
+            due_at,
+            new.media_url,
+            serde_json::Value::Object(new.attributes.clone()),
+            reporter_id,
+            actor.token,
         )
-        .bind(id)
-        .bind(reference.as_str())
-        .bind(new.service_code.as_str())
-        .bind(new.description.as_str())
-        .bind(&new.address)
-        .bind(&new.zipcode)
-        .bind(agency)
-        .bind(new.channel.as_str())
-        .bind(new.position.lon())
-        .bind(new.position.lat())
-        .bind(h3_cell_i64(new.position))
-        .bind(now)
-        .bind(due_at)
-        .bind(&new.media_url)
-        .bind(serde_json::Value::Object(new.attributes.clone()))
-        .bind(reporter_id)
-        .bind(actor.token)
         .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() == 1 {

@@ -4,6 +4,8 @@ use sqlx::PgPool;
 
 /// Succeeds when the database answers a trivial query.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    sqlx::query_scalar!("SELECT 1 AS one")
+        .fetch_one(pool)
+        .await?;
     Ok(())
 }
