@@ -4,8 +4,11 @@
 #   make test  the same prerequisites, then every test (unit, API, real clients, browser)
 
 SHELL := /bin/bash
-SAMPLE ?= data-samples/la311.csv
-AREAS ?= data-samples/la-council-districts.geojson
+# Third-party data (the LA 311 sample and boundaries) is read where it lies, never copied here.
+CITYPIN_SHARED_DATA ?= $(abspath ../shared/data)
+export CITYPIN_SHARED_DATA
+SAMPLE ?= $(CITYPIN_SHARED_DATA)/la311/la311_normalized.csv
+AREAS ?= $(CITYPIN_SHARED_DATA)/la311/la-city-council-districts-2012.json
 
 .PHONY: run test deps web lint sqlx-prepare sqlx-check bench bench-quick clean-db
 
@@ -28,6 +31,7 @@ test: deps web
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-migrations.sh
 	$(MAKE) --no-print-directory sqlx-check
 
 # Regenerates .sqlx/ (commit it) after a query or a migration changes: the checked queries are

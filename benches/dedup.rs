@@ -211,7 +211,8 @@ fn intake_throughput() {
             ..on.clone()
         };
         // Positions from the real sample: re-reports of the same spots make real duplicates.
-        let mut reader = csv::Reader::from_path("data-samples/la311.csv").expect("sample");
+        let sample = citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV);
+        let mut reader = csv::Reader::from_path(sample).expect("sample");
         let rows: Vec<(String, Position)> = reader
             .records()
             .filter_map(Result::ok)

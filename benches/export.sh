@@ -16,6 +16,8 @@ N=${N:-1000000}
 PORT=${PORT:-18089}
 export CITYPIN_DATA_DIR=${CITYPIN_BENCH_PG:-/tmp/citypin-bench-export}
 unset CITYPIN_SAMPLE CITYPIN_AREAS
+sample="${CITYPIN_SHARED_DATA:-../shared/data}/la311/la311_normalized.csv"
+[ -f "$sample" ] || { echo "$sample is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
 
 cargo build --release --quiet --bin citypin
 bin=./target/release/citypin
@@ -29,7 +31,7 @@ pg="host=${url##*host=} port=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$url") user=pos
 have=$(sql "SELECT count(*) FROM reports" 2>/dev/null || echo 0)
 # A few jittered copies may lose a reference clash (ON CONFLICT DO NOTHING): 99 % is enough.
 if [ "$have" -lt $((N * 99 / 100)) ]; then
-  $bin import data-samples/la311.csv >/dev/null
+  $bin import "$sample" >/dev/null
   have=$(sql "SELECT count(*) FROM reports")
   echo "growing reports from $have to $N rows (jittered copies of the LA sample)"
   sql "ALTER TABLE reports DISABLE TRIGGER reports_touch"

@@ -34,7 +34,11 @@ type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 const SEED: u64 = 42;
-const SOURCE: &str = "data-samples/la311.csv";
+
+/// The LA 311 sample in the shared data folder: imported as it is, and the generator's source.
+fn source() -> PathBuf {
+    citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV)
+}
 
 struct Args {
     quick: bool,
@@ -158,7 +162,7 @@ async fn run() -> BoxResult<()> {
         .await?;
 
     eprintln!("bench: importing the LA file through `citypin import`");
-    let la = timed_import(&args, &admin, &admin_url, SOURCE).await?;
+    let la = timed_import(&args, &admin, &admin_url, &source().to_string_lossy()).await?;
     eprintln!("bench: {la}");
     // The generator's CSV through the same importer, at 100,000 rows.
     let csv = args.out.join("generated-100000.csv").display().to_string();
@@ -331,7 +335,7 @@ async fn copy_incidents(pool: &PgPool, catalogue: &Catalogue, n: u64) -> BoxResu
              FROM STDIN WITH (FORMAT csv)",
         )
         .await?;
-    let generator = Generator::from_file(Path::new(SOURCE), catalogue, SEED)?;
+    let generator = Generator::from_file(&source(), catalogue, SEED)?;
     let writer = || csv::Writer::from_writer(Vec::with_capacity(1 << 21));
     let mut w = writer();
     let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
@@ -1196,7 +1200,7 @@ async fn run_scale(
     eprintln!("bench: {n}: ready {startup}");
 
     // Query points follow the data (another seed, so they are not the stored points themselves).
-    let sample: Vec<Incident> = Generator::from_file(Path::new(SOURCE), catalogue, SEED + 1)?
+    let sample: Vec<Incident> = Generator::from_file(&source(), catalogue, SEED + 1)?
         .take(20_000)
         .collect();
     let (lo, hi) = sample.iter().fold(

@@ -15,6 +15,9 @@ import time
 
 import requests
 
+# Third-party data stays outside the repository: the shared data folder beside it.
+SHARED_DATA = os.environ.get("CITYPIN_SHARED_DATA", "../shared/data")
+
 QUERIES = [
     ("default 90 days (PostGIS)", ""),
     ("bbox over the city (index)", "?bbox=-118.7,33.7,-118.1,34.4"),
@@ -26,7 +29,7 @@ QUERIES = [
 def main():
     binary, port = sys.argv[1], sys.argv[2]
     env = dict(os.environ, CITYPIN_LISTEN=f"127.0.0.1:{port}", RUST_LOG="warn",
-               CITYPIN_SAMPLE="data-samples/la311.csv")
+               CITYPIN_SAMPLE=os.path.join(SHARED_DATA, "la311", "la311_normalized.csv"))
     server = subprocess.Popen([binary, "serve"], env=env)
     try:
         deadline = time.monotonic() + 120

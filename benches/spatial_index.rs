@@ -6,7 +6,7 @@
 //! `PostGIS` after loading the million rows with `COPY` into a scratch database.
 //!
 //! Resampling: each incident takes the location (and service code) of a report drawn uniformly
-//! from `data-samples/la311.csv`; 90 % are then moved by a uniform random point of a 40 m disc,
+//! from the LA 311 sample in the shared data folder; 90 % are then moved by a uniform random point of a 40 m disc,
 //! 10 % keep the exact location, like the stacked reports of the real data. Seeded: every run
 //! sees the same million.
 
@@ -68,7 +68,7 @@ impl Rng {
 
 /// (lon, lat, service code) of every LA sample report.
 fn la_sample() -> Vec<(f64, f64, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data-samples/la311.csv");
+    let path = citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV);
     let mut reader = csv::Reader::from_path(path).expect("la311.csv");
     let headers = reader.headers().expect("headers").clone();
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);

@@ -56,7 +56,7 @@ const CODES: [(&str, &str); 6] = [
 ];
 
 fn la_locations() -> Vec<(f64, f64)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data-samples/la311.csv");
+    let path = citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV);
     let mut rdr = csv::Reader::from_path(path).expect("la311.csv");
     let headers = rdr.headers().expect("headers").clone();
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);

@@ -1,5 +1,6 @@
 //! Precision and recall of the dedup decision on a labelled set built from the real Los Angeles
-//! sample (`data-samples/la311.csv`); BENCHMARKS.md `## dedup` explains how the set is made.
+//! sample (`la311/la311_normalized.csv` in the shared data folder, `CITYPIN_SHARED_DATA`);
+//! BENCHMARKS.md `## dedup` explains how the set is made.
 //!
 //! `cargo run --release --example dedup_eval [-- FILE]`
 
@@ -132,9 +133,10 @@ struct Tally {
 }
 
 fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "data-samples/la311.csv".into());
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        let sample = citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV);
+        sample.display().to_string()
+    });
     let catalogue = Catalogue::load(None).expect("catalogue");
     let rows = load(&path);
     let spatial_index = SpatialIndex::new();

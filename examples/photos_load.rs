@@ -23,13 +23,20 @@ async fn main() {
         "photo: {:.1} MB, 4000 × 3000; {n} concurrent uploads",
         jpeg.len() as f64 / 1e6
     );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
     let started = Instant::now();
     let uploads = (0..n).map(|i| {
-        let client = client.clone();
+        // Each upload from its own loopback address (127.0.0.0/8 is all loopback on Linux), as
+        // n citizens' phones would be: citypin admits at most two uploads per address.
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .local_address(std::net::IpAddr::from([
+                127,
+                0,
+                1 + (i / 250) as u8,
+                1 + (i % 250) as u8,
+            ]))
+            .build()
+            .expect("client");
         let jpeg = jpeg.clone();
         let url = format!("{base}/api/v1/reports");
         tokio::spawn(async move {

@@ -11,7 +11,10 @@ psql "$admin_url" -qAtc "CREATE DATABASE $db" >/dev/null
 e2e_url="${admin_url/\/citypin\?/\/$db?}"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log="target/e2e-server.log"
-DATABASE_URL="$e2e_url" CITYPIN_LISTEN="127.0.0.1:$port" CITYPIN_SAMPLE=data-samples/la311.csv \
+# Third-party data stays outside the repository (the basemap's boundaries are read from there too).
+sample="${CITYPIN_SHARED_DATA:-../shared/data}/la311/la311_normalized.csv"
+[ -f "$sample" ] || { echo "$sample is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
+DATABASE_URL="$e2e_url" CITYPIN_LISTEN="127.0.0.1:$port" CITYPIN_SAMPLE="$sample" \
   ./target/debug/citypin serve >"$log" 2>&1 &
 server=$!
 cleanup() {

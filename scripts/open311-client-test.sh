@@ -10,5 +10,7 @@ psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
 trap 'psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
 url=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$db")
 cargo build --quiet --bin citypin
-DATABASE_URL="$url" CITYPIN_SAMPLE=data-samples/la311.csv \
+sample="${CITYPIN_SHARED_DATA:-../shared/data}/la311/la311_normalized.csv"
+[ -f "$sample" ] || { echo "$sample is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
+DATABASE_URL="$url" CITYPIN_SAMPLE="$sample" \
   target/py/bin/python tests/clients/open311_georeport.py target/debug/citypin

@@ -1,5 +1,6 @@
-//! Application state, and the one function that merges every capability's router: open this
-//! file to find any route.
+//! Application state, the one function that merges every capability's router (each
+//! capability registers its own routes in its `router()`), the layer stack, and the server
+//! loop with its connection limits.
 
 use std::sync::Arc;
 
@@ -124,12 +125,18 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dedup::router())
         .merge(crate::open311::router())
         .merge(crate::spatial_index::http::router())
-        .merge(crate::web_map::router())
+        .merge(crate::web_map::router(&state.settings.shared_data))
         .merge(crate::photos::router())
         .merge(crate::tiles::router())
         .merge(crate::exports::router())
         .merge(crate::ogc::router())
         .fallback(|| async { crate::error::AppError::NotFound("route") });
+    layers(routes, state)
+}
+
+/// The middleware every route runs under (request ids, tracing, panics, body limit, timeout);
+/// public so a test can mount a route of its own under exactly the same stack.
+pub fn layers(routes: Router<AppState>, state: AppState) -> Router {
     crate::ops::layers(routes, &state)
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -140,24 +147,94 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish within the deadline.
+///
+/// One task per connection, HTTP/1.1 with keep-alive. A request's headers must arrive within
+/// `CITYPIN_HEADER_TIMEOUT_SECS`, counted from when the connection is ready for them, so a
+/// client trickling its headers and an idle keep-alive connection are both closed after it.
+/// At most `CITYPIN_MAX_CONNECTIONS` connections are open at once; one more is closed at
+/// once (a load balancer or the client tries again) rather than queued. Each request carries
+/// its peer address (`ConnectInfo`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
     let deadline = state.settings.shutdown_deadline;
+    let header_timeout = state.settings.header_timeout;
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.settings.max_connections));
     let app = router(state);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        res = &mut server => res,
-        () = async { let _ = rx.await; tokio::time::sleep(deadline).await; } => {
-            tracing::warn!(deadline_s = deadline.as_secs(), "shutdown deadline passed; closing remaining connections");
-            Ok(())
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "connection closed: CITYPIN_MAX_CONNECTIONS are open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Finished connections are reaped as new ones come, so the set stays small.
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    let _ = stop_tx.send(());
+    let drained = tokio::time::timeout(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            deadline_s = deadline.as_secs(),
+            "shutdown deadline passed; closing remaining connections"
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }

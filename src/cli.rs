@@ -14,7 +14,7 @@ const USAGE: &str = "usage:
   citypin import FILE                              load GeoReport CSV, GeoJSON or GeoJSON-Seq (idempotent)
   citypin generate --count N [--seed S] [--from FILE] --out FILE.csv
                                                    synthetic incidents resampled from FILE (default
-                                                   data-samples/la311.csv), for benchmarks
+                                                   the LA 311 sample in CITYPIN_SHARED_DATA), for benchmarks
   citypin token create --role ROLE --name NAME     print a new API token
         roles: open311-client, agent, crew, analyst, admin
   citypin postgres start|stop|url                  manage the embedded PostGIS cluster in CITYPIN_DATA_DIR
@@ -85,7 +85,8 @@ enum Command {
     Generate {
         count: u64,
         seed: u64,
-        from: PathBuf,
+        /// `None`: the LA 311 sample in the shared data folder.
+        from: Option<PathBuf>,
         out: PathBuf,
     },
 }
@@ -159,13 +160,23 @@ fn parse_generate(rest: &[&str]) -> Result<Command, UsageError> {
     Ok(Command::Generate {
         count: count.ok_or(UsageError::Required("--count"))?,
         seed,
-        from: from.unwrap_or_else(|| PathBuf::from("data-samples/la311.csv")),
+        from,
         out: out.ok_or(UsageError::Required("--out"))?,
     })
 }
 
 /// `citypin generate`: needs no database, so it runs before one is opened.
-fn generate(settings: &Settings, count: u64, seed: u64, from: &Path, out: &Path) -> ExitCode {
+fn generate(
+    settings: &Settings,
+    count: u64,
+    seed: u64,
+    from: Option<&Path>,
+    out: &Path,
+) -> ExitCode {
+    let sample = settings
+        .shared_data
+        .join(crate::config::shared_data::LA311_CSV);
+    let from = from.unwrap_or(&sample);
     let result = (|| -> Result<(), RunError> {
         let c = crate::catalogue::Catalogue::load(settings.catalogue.as_deref())?;
         let g = import::generate::Generator::from_file(from, &c, seed)?;
@@ -221,7 +232,7 @@ pub fn main() -> ExitCode {
             seed,
             from,
             out,
-        } => return generate(&settings, *count, *seed, from, out),
+        } => return generate(&settings, *count, *seed, from.as_deref(), out),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -342,7 +353,10 @@ fn postgres(settings: &Settings, action: &str) -> ExitCode {
     let result =
         EmbeddedPostgres::new(&settings.data_dir, settings.pg_bin.as_deref()).and_then(|mut pg| {
             match action {
-                "start" => pg.start().map(|()| pg.url()),
+                "start" => pg.start().map(|()| {
+                    pg.keep_running();
+                    pg.url()
+                }),
                 "stop" => pg.stop_always().map(|()| String::new()),
                 _ => Ok(pg.url()),
             }

@@ -25,6 +25,10 @@ const KNOWN: &[(&str, &str)] = &[
         "a GeoJSON file of (multi)polygons served as the OGC `areas` collection, loaded at start-up",
     ),
     (
+        "CITYPIN_SHARED_DATA",
+        "folder of third-party data read where it lies: the LA 311 sample and the boundaries the web map draws (default ../shared/data)",
+    ),
+    (
         "CITYPIN_CATALOGUE",
         "the service catalogue JSON file (default: the committed config/services.json)",
     ),
@@ -47,7 +51,27 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "CITYPIN_PUBLIC_URL",
-        "external base URL used in links (default http://LISTEN)",
+        "external base URL used in links: Open311 discovery, OGC links, tracking URLs (default http://LISTEN); set it behind a reverse proxy",
+    ),
+    (
+        "CITYPIN_HEADER_TIMEOUT_SECS",
+        "seconds a request's headers may take to arrive, counted from when the connection is ready for them; an idle keep-alive connection is closed after the same time (default 10)",
+    ),
+    (
+        "CITYPIN_MAX_CONNECTIONS",
+        "connections open at once; one more is closed at once (default 1024)",
+    ),
+    (
+        "CITYPIN_UPLOAD_IDLE_SECS",
+        "seconds a photo upload may send nothing before it is refused with 408 (default 10)",
+    ),
+    (
+        "CITYPIN_UPLOAD_MIN_BYTES_PER_SEC",
+        "after CITYPIN_UPLOAD_IDLE_SECS, the slowest average rate a photo upload may arrive at before it is refused with 408 (default 16384)",
+    ),
+    (
+        "CITYPIN_TRUSTED_PROXIES",
+        "comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse proxies whose Forwarded / X-Forwarded-Proto and X-Forwarded-Host headers set the base URL of discovery and OGC links (default: none; the headers are ignored)",
     ),
     (
         "CITYPIN_PHOTO_DIR",
@@ -101,6 +125,9 @@ pub struct Settings {
     pub sample: Option<PathBuf>,
     /// Areas (e.g. council districts) loaded at start-up, replacing the stored ones.
     pub areas: Option<PathBuf>,
+    /// Third-party data nobody here wrote, read where it lies, never copied into the repository
+    /// (see [`shared_data`]).
+    pub shared_data: PathBuf,
     pub catalogue: Option<PathBuf>,
     pub log_json: bool,
     pub pg_bin: Option<PathBuf>,
@@ -112,6 +139,16 @@ pub struct Settings {
     pub web_root: PathBuf,
     pub assets_dir: PathBuf,
     pub public_url: String,
+    /// How long a request's headers may take (and a keep-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// How long a photo upload may send nothing.
+    pub upload_idle: Duration,
+    /// The slowest average rate a photo upload may arrive at, after `upload_idle`.
+    pub upload_min_bytes_per_sec: u64,
+    /// Reverse proxies whose forwarding headers name the public base URL.
+    pub trusted_proxies: Vec<crate::ops::forwarded::ProxyNet>,
     pub reconcile_every: Duration,
     /// Where photo files are kept; `None` means `data_dir/photos`.
     pub photo_dir: Option<PathBuf>,
@@ -183,6 +220,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".citypin"),
             sample: None,
             areas: None,
+            shared_data: PathBuf::from(shared_data::DEFAULT),
             catalogue: None,
             log_json: false,
             pg_bin: None,
@@ -194,6 +232,11 @@ impl Default for Settings {
             web_root: PathBuf::from("web-map/dist"),
             assets_dir: PathBuf::from("tiles"),
             public_url: format!("http://{listen}"),
+            trusted_proxies: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            upload_idle: Duration::from_secs(10),
+            upload_min_bytes_per_sec: 16 * 1024,
             reconcile_every: Duration::from_secs(5),
             photo_dir: None,
             photo_store: PhotoStoreSetting::Local,
@@ -246,6 +289,7 @@ impl Settings {
                 "CITYPIN_DATA_DIR" => s.data_dir = PathBuf::from(value),
                 "CITYPIN_SAMPLE" => s.sample = (!value.is_empty()).then(|| PathBuf::from(value)),
                 "CITYPIN_AREAS" => s.areas = (!value.is_empty()).then(|| PathBuf::from(value)),
+                "CITYPIN_SHARED_DATA" => s.shared_data = PathBuf::from(value),
                 "CITYPIN_CATALOGUE" => s.catalogue = Some(PathBuf::from(value)),
                 "CITYPIN_LOG_FORMAT" => {
                     s.log_json = match value.as_str() {
@@ -271,6 +315,24 @@ impl Settings {
                 }
                 "CITYPIN_PHOTO_STORE" => store = Some(value),
                 "CITYPIN_PUBLIC_URL" => public_url = Some(value.trim_end_matches('/').to_owned()),
+                "CITYPIN_HEADER_TIMEOUT_SECS" => {
+                    let secs: u64 = parse("CITYPIN_HEADER_TIMEOUT_SECS", &value)?;
+                    s.header_timeout = Duration::from_secs(secs.max(1));
+                }
+                "CITYPIN_MAX_CONNECTIONS" => {
+                    s.max_connections = parse::<usize>("CITYPIN_MAX_CONNECTIONS", &value)?.max(1);
+                }
+                "CITYPIN_UPLOAD_IDLE_SECS" => {
+                    let secs: u64 = parse("CITYPIN_UPLOAD_IDLE_SECS", &value)?;
+                    s.upload_idle = Duration::from_secs(secs.max(1));
+                }
+                "CITYPIN_UPLOAD_MIN_BYTES_PER_SEC" => {
+                    s.upload_min_bytes_per_sec = parse("CITYPIN_UPLOAD_MIN_BYTES_PER_SEC", &value)?;
+                }
+                "CITYPIN_TRUSTED_PROXIES" => {
+                    s.trusted_proxies = crate::ops::forwarded::parse_list(&value)
+                        .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;
+                }
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;
                     s.reconcile_every = Duration::from_secs(secs.max(1));
@@ -410,6 +472,51 @@ fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
         name,
         value: value.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+/// The shared data folder: real data nobody on the team wrote (the Los Angeles 311 sample and
+/// boundaries), kept beside the repository (`../shared/data`, also in CI) and read from there at
+/// set-up, test and bench time. Nothing from it, or derived from it, is committed.
+pub mod shared_data {
+    use std::path::PathBuf;
+
+    /// `CITYPIN_SHARED_DATA`'s default, relative to the working directory (the repository root).
+    pub const DEFAULT: &str = "../shared/data";
+    /// The LA 311 sample: ~30,000 real GeoReport-shaped rows (`citypin import`, the demo city,
+    /// `citypin generate`'s source).
+    pub const LA311_CSV: &str = "la311/la311_normalized.csv";
+    /// The 15 LA council districts (2012), `properties.name` = district number.
+    pub const LA_COUNCIL_DISTRICTS: &str = "la311/la-city-council-districts-2012.json";
+    /// The 99 LA neighbourhood councils (2019), `properties.nc_id` and `name`.
+    pub const LA_NEIGHBORHOOD_COUNCILS: &str = "la311/nc-boundary-2019-modified.json";
+
+    /// For tests, benches and examples: the shared data folder, `CITYPIN_SHARED_DATA` if set,
+    /// else `../shared/data` beside this package. Panics naming the path when it is missing, so a
+    /// test that needs the data fails instead of passing without it.
+    pub fn dir() -> PathBuf {
+        let dir = std::env::var_os("CITYPIN_SHARED_DATA").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT),
+            PathBuf::from,
+        );
+        assert!(
+            dir.is_dir(),
+            "the shared data folder {} is missing: set CITYPIN_SHARED_DATA, or put a copy of shared/ beside the repository (as CI does)",
+            dir.display()
+        );
+        dir
+    }
+
+    /// For tests, benches and examples: `relative` inside [`dir`]; panics naming the path when
+    /// the file is missing.
+    pub fn file(relative: &str) -> PathBuf {
+        let path = dir().join(relative);
+        assert!(
+            path.is_file(),
+            "{} is missing from the shared data folder (CITYPIN_SHARED_DATA)",
+            path.display()
+        );
+        path
     }
 }
 

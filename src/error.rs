@@ -48,18 +48,26 @@ pub enum AppError {
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body arrived too slowly (an upload below the minimum rate, or silent too long).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: the body is larger than accepted.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: the body's media type is not one this endpoint takes.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: this client already has as many requests of this kind in flight as it may; try
+    /// again shortly (`Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the database is unreachable or saturated; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable,
-    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly.
-    #[error("the photo store cannot be reached; nothing was stored, try again shortly")]
-    PhotoStoreUnavailable,
+    /// 503: the photo store (an S3-compatible server) cannot be reached; try again shortly. The
+    /// detail (which store, what failed) is logged once, by the request middleware, never sent.
+    #[error("the photo store cannot be reached: {0}")]
+    PhotoStoreUnavailable(String),
     /// 500: a bug or an unexpected failure. The body never carries the detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,9 +113,11 @@ impl AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable | Self::PhotoStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::PhotoStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +134,10 @@ impl AppError {
     pub fn public_detail(&self) -> String {
         match self {
             Self::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            Self::PhotoStoreUnavailable(_) => {
+                "the photo store cannot be reached; nothing was stored, try again shortly"
+                    .to_owned()
+            }
             Self::Invalid(errors) => errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
@@ -165,7 +179,10 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::Unavailable | Self::PhotoStoreUnavailable) {
+        if matches!(
+            self,
+            Self::Unavailable | Self::PhotoStoreUnavailable(_) | Self::TooManyRequests(_)
+        ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -349,5 +366,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(v)| Path(v))
             .map_err(|e| AppError::bad_field("path", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_photo_store_outage_is_a_503_whose_detail_is_logged_not_sent() {
+        let res = AppError::PhotoStoreUnavailable("http://minio:9000: connection refused".into())
+            .into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let LoggedError(logged) = res.extensions().get::<LoggedError>().expect("logged");
+        assert!(logged.contains("connection refused"), "{logged}");
+        let detail = AppError::PhotoStoreUnavailable("http://minio:9000".into()).public_detail();
+        assert!(!detail.contains("minio"), "{detail}");
     }
 }

@@ -14,13 +14,16 @@ use sqlx::postgres::PgConnectOptions;
 pub const DATABASE: &str = "citypin";
 const PORT: u16 = 5432;
 
-/// A private cluster. Stopping it is explicit ([`EmbeddedPostgres::stop`]).
+/// A private cluster. A server this value started stops when the value is dropped (a test that
+/// fails half-way leaves no cluster running), unless told to [`keep_running`](Self::keep_running);
+/// a server it found already running is left alone.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     bin: PathBuf,
-    run_as_postgres: bool,
+    /// Running as root, the server runs as the `postgres` user through this `runuser`.
+    runuser: Option<PathBuf>,
     /// Whether this process started the server (and so should stop it).
     started_here: bool,
 }
@@ -52,11 +55,23 @@ impl EmbeddedPostgres {
             .canonicalize()
             .map_err(|e| step("resolve the data directory", e))?;
         let run_as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        // `runuser` lives in /usr/sbin, which a non-login shell's PATH may lack: look there too,
+        // and fail now rather than report a cluster as stopped because nothing could ask it.
+        let runuser = if run_as_postgres {
+            Some(find_program("runuser", &["/usr/sbin", "/sbin", "/usr/bin", "/bin"]).ok_or_else(
+                || EmbeddedError::Step {
+                    step: "find runuser".into(),
+                    detail: "running as root, the cluster runs as the postgres user through runuser (util-linux), which is neither on PATH nor in /usr/sbin".into(),
+                },
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             pgdata: data_dir.join("pgdata"),
             socket_dir: data_dir.join("run"),
             bin,
-            run_as_postgres,
+            runuser,
             started_here: false,
         })
     }
@@ -66,7 +81,7 @@ impl EmbeddedPostgres {
     pub fn start(&mut self) -> Result<(), EmbeddedError> {
         std::fs::create_dir_all(&self.socket_dir)
             .map_err(|e| step("create the socket directory", e))?;
-        if self.run_as_postgres {
+        if self.runuser.is_some() {
             self.run(
                 "chown",
                 Command::new("chown")
@@ -74,8 +89,8 @@ impl EmbeddedPostgres {
                     .arg(self.pgdata.parent().unwrap_or(&self.pgdata)),
             )?;
         }
-        if self.run_as_postgres {
-            let reachable = Command::new("runuser")
+        if let Some(runuser) = &self.runuser {
+            let reachable = Command::new(runuser)
                 .args(["-u", "postgres", "--", "test", "-x"])
                 .arg(&self.socket_dir)
                 .status()
@@ -103,7 +118,7 @@ impl EmbeddedPostgres {
             ]);
             self.run("initdb", &mut cmd)?;
         }
-        if self.is_running() {
+        if self.is_running()? {
             tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL already running");
         } else {
             let opts = format!(
@@ -153,10 +168,12 @@ impl EmbeddedPostgres {
         self.run(&format!("psql {sql:?}"), &mut cmd)
     }
 
-    pub fn is_running(&self) -> bool {
+    /// Whether the server runs; an error when `pg_ctl status` cannot say (it could not be
+    /// started, or answered something other than running / not running).
+    pub fn is_running(&self) -> Result<bool, EmbeddedError> {
         let mut cmd = self.pg_command("pg_ctl");
         cmd.arg("-D").arg(&self.pgdata).arg("status");
-        cmd.output().is_ok_and(|o| o.status.success())
+        pg_ctl_status(&mut cmd)
     }
 
     /// Stops the server if this process started it (fast shutdown: sessions end, data is safe).
@@ -167,9 +184,15 @@ impl EmbeddedPostgres {
         self.stop_always()
     }
 
+    /// Leaves the server running after this value is dropped (`citypin postgres start`: the
+    /// cluster outlives the command that started it).
+    pub fn keep_running(&mut self) {
+        self.started_here = false;
+    }
+
     /// Stops the server whoever started it.
     pub fn stop_always(&mut self) -> Result<(), EmbeddedError> {
-        if self.is_running() {
+        if self.is_running()? {
             let mut cmd = self.pg_command("pg_ctl");
             cmd.arg("-D")
                 .arg(&self.pgdata)
@@ -199,12 +222,13 @@ impl EmbeddedPostgres {
 
     fn pg_command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
-        if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
+        match &self.runuser {
+            Some(runuser) => {
+                let mut c = Command::new(runuser);
+                c.args(["-u", "postgres", "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
         }
     }
 
@@ -229,6 +253,42 @@ impl EmbeddedPostgres {
     }
 }
 
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "could not stop the embedded PostgreSQL");
+        }
+    }
+}
+
+/// `pg_ctl status`'s answer: exit 0 is running, 3 is not running (4: no data directory yet,
+/// so not running either); anything else, or a command that cannot be run at all, is an
+/// error, never "stopped".
+fn pg_ctl_status(cmd: &mut Command) -> Result<bool, EmbeddedError> {
+    let out = cmd.output().map_err(|e| step("pg_ctl status", e))?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(3 | 4) => Ok(false),
+        _ => Err(step(
+            "pg_ctl status",
+            format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )),
+    }
+}
+
+/// `name` on `PATH`, else in one of `fallback`.
+fn find_program(name: &str, fallback: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(fallback.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 fn step(what: &str, e: impl std::fmt::Display) -> EmbeddedError {
     EmbeddedError::Step {
         step: what.to_owned(),
@@ -249,4 +309,47 @@ fn newest_pg_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    fn exit(code: u8) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("echo said {code} >&2; exit {code}")]);
+        c
+    }
+
+    #[test]
+    fn a_status_command_that_cannot_run_is_an_error_not_stopped() {
+        let mut missing = Command::new("/nonexistent/runuser");
+        assert!(pg_ctl_status(&mut missing).is_err());
+    }
+
+    #[test]
+    fn exit_zero_is_running() {
+        assert!(pg_ctl_status(&mut exit(0)).is_ok_and(|running| running));
+    }
+
+    #[test]
+    fn exit_three_and_four_are_not_running() {
+        assert!(pg_ctl_status(&mut exit(3)).is_ok_and(|running| !running));
+        assert!(pg_ctl_status(&mut exit(4)).is_ok_and(|running| !running));
+    }
+
+    #[test]
+    fn any_other_exit_is_an_error_carrying_what_was_said() {
+        let err = pg_ctl_status(&mut exit(1)).unwrap_err();
+        assert!(err.to_string().contains("said 1"), "{err}");
+    }
+
+    #[test]
+    fn a_program_off_path_is_found_in_a_fallback_directory() {
+        assert_eq!(
+            find_program("sh", &["/bin"]).map(|p| p.is_file()),
+            Some(true)
+        );
+        assert_eq!(find_program("no-such-program-here", &["/bin"]), None);
+    }
 }

@@ -19,7 +19,10 @@ pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: &BBox) {
 }
 
 /// Pushes ` AND (…)` testing `{before}<envelope>{after}` for the box, split into two envelopes
-/// when it crosses the antimeridian, e.g. `before = "r.location && "`, `after = ""`.
+/// when it crosses the antimeridian, e.g. `before = "ST_Intersects(r.location, "`, `after =
+/// ")"`. Use an exact test such as `ST_Intersects` (which takes the `GiST` index too): `&&`
+/// alone compares single-precision boxes, rounded outwards, and lets points up to about a metre
+/// outside the box through.
 pub fn push_bbox_filter(q: &mut QueryBuilder<'_, Postgres>, b: BBox, before: &str, after: &str) {
     q.push(" AND (");
     for (i, part) in b.parts().iter().enumerate() {

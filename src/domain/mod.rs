@@ -16,6 +16,7 @@ mod service_code;
 mod source;
 mod status;
 mod text;
+mod time_bound;
 
 pub use actor::Actor;
 pub use channel::Channel;
@@ -31,3 +32,4 @@ pub use service_code::{InvalidServiceCode, ServiceCode};
 pub use source::{InvalidSource, Source};
 pub use status::{Status, UnknownStatus};
 pub use text::optional_text;
+pub use time_bound::{Bound, InvalidTime, is_plain_date, parse_time_bound};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
 use crate::catalogue::Catalogue;
-use crate::domain::{ServiceCode, Status};
+use crate::domain::{Bound, InvalidTime, ServiceCode, Status, is_plain_date, parse_time_bound};
 use crate::error::{AppError, FieldError};
 use crate::geo::{BBox, round7};
 
@@ -49,8 +49,8 @@ pub enum TimeFilter {
 /// Why a `datetime` value is not a time filter; carries the text at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidTimeFilter {
-    #[error("{0:?} is not an RFC 3339 date-time with an offset (e.g. 2024-05-01T00:00:00Z)")]
-    NotRfc3339(String),
+    #[error(transparent)]
+    Time(#[from] InvalidTime),
     #[error("{0:?}: give a date-time or an interval start/end")]
     Empty(String),
     #[error("{0:?}: the interval ends before it starts")]
@@ -58,23 +58,26 @@ pub enum InvalidTimeFilter {
 }
 
 impl TimeFilter {
-    /// Parses the OGC `datetime` parameter (RFC 3339 date-times with an offset).
+    /// Parses the OGC `datetime` parameter: RFC 3339 date-times with an offset, or plain
+    /// dates (the rule of [`parse_time_bound`]: one date alone is that whole day).
     pub fn parse(s: &str) -> Result<Self, InvalidTimeFilter> {
-        let one = |p: &str| -> Result<Option<DateTime<Utc>>, InvalidTimeFilter> {
+        let one = |p: &str, bound: Bound| -> Result<Option<DateTime<Utc>>, InvalidTimeFilter> {
             let p = p.trim();
             if p.is_empty() || p == ".." {
                 return Ok(None);
             }
-            DateTime::parse_from_rfc3339(p)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| InvalidTimeFilter::NotRfc3339(p.to_owned()))
+            Ok(Some(parse_time_bound(p, bound)?))
         };
         match s.split_once('/') {
-            None => one(s)?
+            None if is_plain_date(s) => Ok(Self::Interval {
+                start: one(s, Bound::Start)?,
+                end: one(s, Bound::End)?,
+            }),
+            None => one(s, Bound::Start)?
                 .map(Self::Instant)
                 .ok_or_else(|| InvalidTimeFilter::Empty(s.to_owned())),
             Some((a, b)) => {
-                let (start, end) = (one(a)?, one(b)?);
+                let (start, end) = (one(a, Bound::Start)?, one(b, Bound::End)?);
                 if let (Some(a), Some(b)) = (start, end) {
                     if a > b {
                         return Err(InvalidTimeFilter::Reversed(s.to_owned()));
@@ -95,6 +98,9 @@ pub struct IncidentFilter {
     pub statuses: Vec<Status>,
     /// Hidden (moderated) reports are left out unless the caller may see operational fields.
     pub include_hidden: bool,
+    /// A status value no report can hold was asked for by equality (OGC queryables): nothing
+    /// matches.
+    pub match_nothing: bool,
 }
 
 /// The raw filter parameters as they arrive in a query string.
@@ -129,21 +135,15 @@ impl FilterParams {
                     "give either datetime or start/end, not both",
                 ));
             }
-            let mut bound = |name: &str, v: Option<&str>| {
+            let mut bound = |name: &str, v: Option<&str>, which: Bound| {
                 v.and_then(|v| {
-                    if let Ok(TimeFilter::Instant(t)) = TimeFilter::parse(v) {
-                        Some(t)
-                    } else {
-                        errors.push(FieldError::new(
-                            name,
-                            format!("{v:?} is not an RFC 3339 date-time with an offset"),
-                        ));
-                        None
-                    }
+                    parse_time_bound(v, which)
+                        .map_err(|e| errors.push(FieldError::new(name, e.to_string())))
+                        .ok()
                 })
             };
-            let start = bound("start", self.start.as_deref());
-            let end = bound("end", self.end.as_deref());
+            let start = bound("start", self.start.as_deref(), Bound::Start);
+            let end = bound("end", self.end.as_deref(), Bound::End);
             time = Some(TimeFilter::Interval { start, end });
         }
         let mut service_codes = Vec::new();
@@ -171,6 +171,7 @@ impl FilterParams {
             service_codes,
             statuses,
             include_hidden: fields == Fields::Operational,
+            match_nothing: false,
         })
     }
 }

@@ -18,11 +18,14 @@ pub(crate) const COLUMNS: &str =
 /// `WHERE` clauses for a filter, every value a bound parameter.
 pub(crate) fn push_filter(q: &mut QueryBuilder<'static, Postgres>, f: &IncidentFilter) {
     q.push(" WHERE TRUE");
+    if f.match_nothing {
+        q.push(" AND FALSE");
+    }
     if !f.include_hidden {
         q.push(" AND NOT r.hidden");
     }
     if let Some(b) = f.bbox {
-        crate::db::sql::push_bbox_filter(q, b, "r.location && ", "");
+        crate::db::sql::push_bbox_filter(q, b, "ST_Intersects(r.location, ", ")");
     }
     match f.time {
         Some(TimeFilter::Instant(t)) => {

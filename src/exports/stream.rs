@@ -6,6 +6,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::model::{Fields, IncidentFeature, IncidentFilter, csv_header};
 use super::store;
@@ -56,10 +57,22 @@ struct Encoder {
 }
 
 fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv_writer_after(&[])
+}
+
+/// A CSV writer whose buffer starts with `prefix`.
+fn csv_writer_after(prefix: &[u8]) -> csv::Writer<Vec<u8>> {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
+    buf.extend_from_slice(prefix);
     csv::WriterBuilder::new()
         .has_headers(false)
-        .from_writer(Vec::with_capacity(CHUNK_BYTES + 4096))
+        .from_writer(buf)
 }
+
+/// The UTF-8 byte order mark: without it Excel reads a CSV as the machine's legacy code page
+/// and garbles every non-ASCII letter (GDAL, Python's csv with `utf-8-sig`, R and the csv
+/// crate skip it).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl Encoder {
     fn csv_mut(&mut self) -> &mut csv::Writer<Vec<u8>> {
@@ -70,7 +83,7 @@ impl Encoder {
         let mut e = Self {
             format,
             json: Vec::with_capacity(CHUNK_BYTES + 4096),
-            csv: (format == Format::Csv).then(csv_writer),
+            csv: (format == Format::Csv).then(|| csv_writer_after(UTF8_BOM)),
             rows: 0,
         };
         match format {
@@ -160,7 +173,7 @@ pub async fn export_body(
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, EncodeError>>(CHANNEL_CHUNKS);
     let pool = state.pool.clone();
     let catalogue = state.catalogue.clone();
-    tokio::spawn(async move {
+    let export = async move {
         let mut q = store::export_query(&filter);
         let mut rows = store::stream(&pool, &mut q);
         let mut sent = false;
@@ -198,7 +211,9 @@ pub async fn export_body(
             }
             let _ = tx.send(Err(e)).await;
         }
-    });
+    };
+    // In the request's span: "export finished" / "export aborted" belong to the request.
+    tokio::spawn(export.in_current_span());
     let first = rx
         .recv()
         .await

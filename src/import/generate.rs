@@ -224,8 +224,9 @@ mod tests {
     use super::*;
 
     fn sample(seed: u64) -> Generator {
+        use crate::config::shared_data;
         let c = Catalogue::parse(crate::catalogue::DEFAULT_CATALOGUE).unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/la311.csv");
+        let path = shared_data::file(shared_data::LA311_CSV);
         Generator::from_file(&path, &c, seed).unwrap()
     }
 

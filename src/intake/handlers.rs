@@ -12,6 +12,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, body_bytes_max, parse_json};
 use crate::idempotency::{Fingerprint, IdempotencyKey};
+use crate::ops::forwarded::PeerIp;
 use crate::photos::model::{LocationSuggestion, PhotoKind};
 use crate::photos::upload::{is_multipart, read_upload};
 
@@ -20,10 +21,11 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     key: IdempotencyKey,
+    PeerIp(peer): PeerIp,
     req: Request,
 ) -> Result<Response, AppError> {
     if is_multipart(req.headers()) {
-        return create_with_photos(state, caller, key, req).await;
+        return create_with_photos(state, caller, key, peer, req).await;
     }
     crate::error::require_json(req.headers(), "application/json or multipart/form-data")?;
     // The route's body limit is raised for photos; a JSON body keeps the service-wide one.
@@ -46,9 +48,10 @@ async fn create_with_photos(
     state: AppState,
     caller: Caller,
     key: IdempotencyKey,
+    peer: Option<std::net::IpAddr>,
     req: Request,
 ) -> Result<Response, AppError> {
-    let permit = state.photos.admit().await?;
+    let permit = state.photos.admit(peer).await?;
     let mut upload = read_upload(req, &state, FORM_FIELDS).await?;
     let use_photo_location = upload
         .take("use_photo_location")

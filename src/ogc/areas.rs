@@ -102,7 +102,9 @@ mod tests {
 
     #[test]
     fn the_la_council_districts_parse_with_stable_ids() {
-        let text = std::fs::read_to_string("data-samples/la-council-districts.geojson").unwrap();
+        use crate::config::shared_data;
+        let path = shared_data::file(shared_data::LA_COUNCIL_DISTRICTS);
+        let text = std::fs::read_to_string(path).unwrap();
         let areas = parse(&text).unwrap();
         assert_eq!(areas.len(), 15);
         assert!(

@@ -19,6 +19,7 @@ use crate::error::{AppError, Path, Query};
 use crate::exports::model::{Fields, FilterParams, IncidentFeature};
 use crate::exports::store as incidents;
 use crate::geo::BBox;
+use crate::ops::forwarded::PublicBase;
 
 /// Pages that take no parameter but the output format.
 #[derive(Deserialize)]
@@ -27,8 +28,8 @@ pub struct FormatParam {
     f: Option<String>,
 }
 
-fn base(state: &AppState) -> String {
-    format!("{}/ogc", state.settings.public_url.trim_end_matches('/'))
+fn base(public: &str) -> String {
+    format!("{public}/ogc")
 }
 
 /// The JSON document, or its HTML rendering, with the right media type.
@@ -73,12 +74,12 @@ fn self_links(href: &str, out: Output, json_type: &'static str, title: &str) -> 
 
 /// `GET /ogc`: the landing page.
 pub async fn landing(
-    State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
-    let base = base(&state);
+    let base = base(&public);
     let mut links = self_links(&base, out, JSON, "This document");
     links.extend([
         Link::new(
@@ -135,8 +136,8 @@ pub async fn conformance(
 }
 
 /// `GET /ogc/api`: the OpenAPI 3.0 definition.
-pub async fn api(State(state): State<AppState>) -> Response {
-    let doc = openapi::document(state.settings.public_url.trim_end_matches('/'));
+pub async fn api(PublicBase(public): PublicBase) -> Response {
+    let doc = openapi::document(&public);
     respond(Output::Json, "API", &doc, OPENAPI)
 }
 
@@ -150,8 +151,8 @@ async fn extent(state: &AppState, c: Collection) -> Result<store::Extent, AppErr
 }
 
 /// The description of one collection, with its extent.
-fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
-    let base = base(state);
+fn describe(public: &str, c: Collection, extent: &store::Extent) -> Value {
+    let base = base(public);
     let bbox = match (
         extent.min_lon,
         extent.min_lat,
@@ -188,6 +189,7 @@ fn describe(state: &AppState, c: Collection, extent: &store::Extent) -> Value {
 /// `GET /ogc/collections`.
 pub async fn collections(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
@@ -203,10 +205,10 @@ pub async fn collections(
             } else {
                 &incidents
             };
-            describe(&state, c, e)
+            describe(&public, c, e)
         })
         .collect();
-    let href = format!("{}/collections", base(&state));
+    let href = format!("{}/collections", base(&public));
     let doc = json!({
         "links": self_links(&href, out, JSON, "The collections"),
         "collections": all,
@@ -217,20 +219,24 @@ pub async fn collections(
 /// `GET /ogc/collections/{id}`.
 pub async fn collection(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(p): Query<FormatParam>,
 ) -> Result<Response, AppError> {
     let out = Output::negotiate(p.f.as_deref(), &headers)?;
     let c = Collection::parse(&id)?;
-    let doc = describe(&state, c, &extent(&state, c).await?);
+    let doc = describe(&public, c, &extent(&state, c).await?);
     Ok(respond(out, c.title(), &doc, JSON))
 }
 
 /// One page of features, before the links are added.
 struct Page {
     features: Vec<Value>,
-    matched: i64,
+    /// `numberMatched`: given on a collection's first page only (a later page, asked with a
+    /// cursor, would recount the whole match for every page: its cost would grow with the
+    /// table, and GDAL's default pages of 10 fetched 28k incidents in 45 s).
+    matched: Option<i64>,
     next_cursor: Option<String>,
 }
 
@@ -240,7 +246,7 @@ impl Page {
     fn of<T>(
         mut rows: Vec<T>,
         limit: u32,
-        matched: i64,
+        matched: Option<i64>,
         feature: impl Fn(&T) -> Result<Value, serde_json::Error>,
         cursor: impl Fn(&T) -> String,
     ) -> Result<Self, AppError> {
@@ -262,6 +268,7 @@ impl Page {
 /// `GET /ogc/collections/{id}/items`.
 pub async fn items(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     caller: Caller,
     Path(id): Path<String>,
@@ -277,14 +284,14 @@ pub async fn items(
         Collection::Areas => areas_page(&state, &p, limit).await?,
         Collection::Hotspots => hotspots_page(&state, &p, fields, limit).await?,
     };
-    let href = format!("{}/collections/{}/items", base(&state), c.id());
+    let href = format!("{}/collections/{}/items", base(&public), c.id());
     let mut links = self_links(&href, out, GEOJSON, &format!("{} items", c.title()));
     // `self` keeps the query that produced this page.
     if let Some(q) = raw.as_deref().filter(|q| !q.is_empty()) {
         links[0].href = format!("{href}?{q}");
     }
     links.push(Link::new(
-        format!("{}/collections/{}", base(&state), c.id()),
+        format!("{}/collections/{}", base(&public), c.id()),
         "collection",
         JSON,
         c.title(),
@@ -305,14 +312,16 @@ pub async fn items(
             "Next page",
         ));
     }
-    let doc = json!({
+    let mut doc = json!({
         "type": "FeatureCollection",
-        "numberMatched": page.matched,
         "numberReturned": page.features.len(),
         "timeStamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "links": links,
         "features": page.features,
     });
+    if let Some(matched) = page.matched {
+        doc["numberMatched"] = json!(matched);
+    }
     let mut res = respond(out, &format!("{} items", c.title()), &doc, GEOJSON);
     if fields == Fields::Operational {
         res.headers_mut().insert(
@@ -327,15 +336,20 @@ fn incident_filter(
     p: &ItemsParams,
     fields: Fields,
 ) -> Result<crate::exports::model::IncidentFilter, AppError> {
-    FilterParams {
+    let mut filter = FilterParams {
         bbox: p.bbox.clone(),
         datetime: p.datetime.clone(),
         start: None,
         end: None,
         service_code: p.service_code.clone(),
-        status: p.status.clone(),
+        status: None,
     }
-    .parse(fields)
+    .parse(fields)?;
+    if let Some(statuses) = p.statuses()? {
+        filter.match_nothing = statuses.is_empty();
+        filter.statuses = statuses;
+    }
+    Ok(filter)
 }
 
 async fn incidents_page(
@@ -346,7 +360,7 @@ async fn incidents_page(
 ) -> Result<Page, AppError> {
     p.only(
         Collection::Incidents,
-        &["datetime", "service_code", "status"],
+        &["datetime", "service_code", "status", "open311_status"],
     )?;
     let filter = incident_filter(p, fields)?;
     let after = p
@@ -358,7 +372,10 @@ async fn incidents_page(
         })
         .transpose()?;
     let rows = incidents::page(&state.pool, &filter, after, i64::from(limit) + 1).await?;
-    let matched = incidents::count(&state.pool, &filter).await?;
+    let matched = match after {
+        None => Some(incidents::count(&state.pool, &filter).await?),
+        Some(_) => None,
+    };
     Page::of(
         rows,
         limit,
@@ -386,7 +403,10 @@ async fn areas_page(state: &AppState, p: &ItemsParams, limit: u32) -> Result<Pag
     let bbox = parse_bbox(p)?;
     let rows =
         store::areas_page(&state.pool, bbox, p.cursor.as_deref(), i64::from(limit) + 1).await?;
-    let matched = store::areas_count(&state.pool, bbox).await?;
+    let matched = match p.cursor {
+        None => Some(store::areas_count(&state.pool, bbox).await?),
+        Some(_) => None,
+    };
     Page::of(
         rows,
         limit,
@@ -404,7 +424,13 @@ async fn hotspots_page(
 ) -> Result<Page, AppError> {
     p.only(
         Collection::Hotspots,
-        &["datetime", "service_code", "status", "resolution"],
+        &[
+            "datetime",
+            "service_code",
+            "status",
+            "open311_status",
+            "resolution",
+        ],
     )?;
     let filter = incident_filter(p, fields)?;
     let res = p.resolution()?;
@@ -419,7 +445,8 @@ async fn hotspots_page(
         .transpose()?;
     let counts = store::cell_counts(&state.pool, &filter).await?;
     let cells = roll_up(&counts, res);
-    let matched = cells.len() as i64;
+    // The cells are rolled up in full for every page anyway: their count costs nothing.
+    let matched = Some(cells.len() as i64);
     let range = match after {
         Some(a) => cells.range(a + 1..),
         None => cells.range(..),
@@ -445,6 +472,7 @@ async fn hotspots_page(
 /// `GET /ogc/collections/{id}/items/{fid}`.
 pub async fn item(
     State(state): State<AppState>,
+    PublicBase(public): PublicBase,
     headers: HeaderMap,
     caller: Caller,
     Path((id, fid)): Path<(String, String)>,
@@ -492,10 +520,10 @@ pub async fn item(
         }
     }
     .map_err(AppError::internal)?;
-    let href = format!("{}/collections/{}/items/{}", base(&state), c.id(), fid);
+    let href = format!("{}/collections/{}/items/{}", base(&public), c.id(), fid);
     let mut links = self_links(&href, out, GEOJSON, "This feature");
     links.push(Link::new(
-        format!("{}/collections/{}", base(&state), c.id()),
+        format!("{}/collections/{}", base(&public), c.id()),
         "collection",
         JSON,
         c.title(),

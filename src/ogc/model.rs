@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Status;
 use crate::error::{AppError, FieldError};
 
 /// The conformance classes citypin implements (OGC API – Features – Part 1: Core).
@@ -147,6 +148,7 @@ pub struct ItemsParams {
     pub cursor: Option<String>,
     pub service_code: Option<String>,
     pub status: Option<String>,
+    pub open311_status: Option<String>,
     pub resolution: Option<String>,
     pub f: Option<String>,
 }
@@ -172,6 +174,7 @@ impl ItemsParams {
             ("datetime", self.datetime.is_some()),
             ("service_code", self.service_code.is_some()),
             ("status", self.status.is_some()),
+            ("open311_status", self.open311_status.is_some()),
             ("resolution", self.resolution.is_some()),
         ];
         let errors: Vec<FieldError> = given
@@ -189,6 +192,60 @@ impl ItemsParams {
         } else {
             Err(AppError::bad_fields(errors))
         }
+    }
+
+    /// The statuses the queryables keep, by equality as OGC clients (GDAL's `-where
+    /// "status='new'"`) expect: `status` is the detailed status (comma-separated values are
+    /// alternatives), `open311_status` is `open` or `closed`; both given, a report must match
+    /// both. `None`: no status filter; an empty list: no report can match. A value outside a
+    /// queryable's list is a 400 naming it (`status=open` asks the wrong queryable).
+    pub fn statuses(&self) -> Result<Option<Vec<Status>>, AppError> {
+        let mut errors = Vec::new();
+        let values = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let detailed = self.status.as_deref().map(|s| {
+            values(s)
+                .iter()
+                .filter_map(|v| {
+                    Status::parse(v).or_else(|| {
+                        errors.push(FieldError::new(
+                            "status",
+                            format!(
+                                "{v:?} is not a status (new, acknowledged, scheduled, in_progress, fixed, duplicate, not_actionable, referred, cancelled); for open or closed use open311_status"
+                            ),
+                        ));
+                        None
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        let grouped = self.open311_status.as_deref().map(|s| {
+            let wanted = values(s);
+            for w in &wanted {
+                if w != "open" && w != "closed" {
+                    errors.push(FieldError::new(
+                        "open311_status",
+                        format!("{w:?} is neither open nor closed"),
+                    ));
+                }
+            }
+            Status::ALL
+                .into_iter()
+                .filter(|st| wanted.iter().any(|w| w == st.open311()))
+                .collect::<Vec<_>>()
+        });
+        if !errors.is_empty() {
+            return Err(AppError::bad_fields(errors));
+        }
+        Ok(match (detailed, grouped) {
+            (Some(d), Some(g)) => Some(d.into_iter().filter(|s| g.contains(s)).collect()),
+            (d, g) => d.or(g),
+        })
     }
 
     /// The hotspot resolution, 5 to 9.

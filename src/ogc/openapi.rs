@@ -43,12 +43,17 @@ pub fn document(base: &str) -> Value {
     );
     let status = param(
         "status",
-        "Comma-separated statuses, or open, closed, all",
-        &json!({"type": "string"}),
+        "The detailed status, by equality (comma-separated values are alternatives)",
+        &json!({"type": "string", "enum": crate::domain::Status::ALL.map(crate::domain::Status::as_str)}),
+    );
+    let open311_status = param(
+        "open311_status",
+        "open or closed (the Open311 grouping of the detailed statuses)",
+        &json!({"type": "string", "enum": ["open", "closed"]}),
     );
     let resolution = param(
         "resolution",
-        "H3 resolution of the hotspot cells (hotspots only)",
+        "H3 resolution of the hotspot cells",
         &json!({"type": "integer", "minimum": 5, "maximum": 9, "default": DEFAULT_HOTSPOT_RESOLUTION}),
     );
     let collection_id = json!({"name": "collectionId", "in": "path", "required": true,
@@ -83,9 +88,17 @@ pub fn document(base: &str) -> Value {
             "/collections/{collectionId}": {"get": {"operationId": "describeCollection",
                           "summary": "One collection", "parameters": [collection_id, f],
                           "responses": ok("The collection", "application/json")}},
-            "/collections/{collectionId}/items": {"get": {"operationId": "getFeatures",
-                          "summary": "Features of a collection, a page at a time (follow the `next` link)",
-                          "parameters": [collection_id, bbox, datetime, limit, cursor, service_code, status, resolution, f],
+            "/collections/incidents/items": {"get": {"operationId": "getIncidents",
+                          "summary": "Incidents, a page at a time (follow the `next` link)",
+                          "parameters": [bbox, datetime, limit, cursor, service_code, status, open311_status, f],
+                          "responses": ok("A GeoJSON FeatureCollection", "application/geo+json")}},
+            "/collections/areas/items": {"get": {"operationId": "getAreas",
+                          "summary": "Areas, a page at a time (follow the `next` link)",
+                          "parameters": [bbox, limit, cursor, f],
+                          "responses": ok("A GeoJSON FeatureCollection", "application/geo+json")}},
+            "/collections/hotspots/items": {"get": {"operationId": "getHotspots",
+                          "summary": "Hotspot cells, a page at a time (follow the `next` link)",
+                          "parameters": [bbox, datetime, limit, cursor, service_code, status, open311_status, resolution, f],
                           "responses": ok("A GeoJSON FeatureCollection", "application/geo+json")}},
             "/collections/{collectionId}/items/{featureId}": {"get": {"operationId": "getFeature",
                           "summary": "One feature", "parameters": [collection_id, feature_id, f],

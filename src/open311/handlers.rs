@@ -1,17 +1,20 @@
 //! Thin Open311 handlers: the format comes from the path's extension, errors leave as the
-//! spec's error list in that format, and the work is done by `model`, `search` and intake.
+//! spec's error list in that format, and the work is done by `query`, `form`, `search` and intake.
 
 use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, RawQuery, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::model::{
-    Discovery, Endpoint, ErrorOut, Format, PostedOut, RequestForm, RequestOut, RequestsQuery,
-    ServiceDefinition, ServiceOut, TokenOut, attribute_defs, parse_request, service_notice,
+use super::form::{RequestForm, attribute_defs, parse_request};
+use super::format::Format;
+use super::query::{RequestsQuery, next_page_query};
+use super::response::{
+    Discovery, Endpoint, ErrorOut, PostedOut, RequestOut, ServiceDefinition, ServiceOut, TokenOut,
+    service_notice,
 };
 use super::{search, xml};
 use crate::app::AppState;
@@ -21,6 +24,7 @@ use crate::domain::ReportKey;
 use crate::domain::Source;
 use crate::error::{AppError, FieldError, LoggedError, body_bytes};
 use crate::intake::{self, Outcome};
+use crate::ops::forwarded::PublicBase;
 use crate::reports::store;
 
 /// The resource a path names: its last segment without the extension, and the format the
@@ -37,7 +41,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Resource {
         let last = parts.uri.path().rsplit('/').next().unwrap_or_default();
         Ok(match Format::split(last) {
             Some((stem, format)) => Resource {
-                name: super::model::percent_decode(stem).filter(|s| !s.trim().is_empty()),
+                name: super::form::percent_decode(stem).filter(|s| !s.trim().is_empty()),
                 format,
             },
             None => Resource {
@@ -166,7 +170,7 @@ fn plain_query(format: Format, query: Option<&str>) -> Result<(), Failure> {
 
 /// `GET /open311/discovery.{json,xml}`.
 pub async fn discovery(
-    State(state): State<AppState>,
+    PublicBase(base): PublicBase,
     res: Resource,
     RawQuery(q): RawQuery,
 ) -> Result<Response, Failure> {
@@ -178,7 +182,7 @@ pub async fn discovery(
         key_service: "POST requests needs an api_key: the city issues one with `citypin token create --role open311-client --name CLIENT`.".into(),
         endpoints: vec![Endpoint {
             specification: "http://wiki.open311.org/GeoReport_v2",
-            url: format!("{}/open311/v2", state.settings.public_url),
+            url: format!("{base}/open311/v2"),
             changeset,
             kind: "production",
             formats: vec!["text/xml", "application/json"],
@@ -231,6 +235,8 @@ pub async fn service_definition(
 /// `extensions` additions.
 pub async fn list_requests(
     State(state): State<AppState>,
+    PublicBase(base): PublicBase,
+    uri: Uri,
     res: Resource,
     caller: Result<Caller, AppError>,
     RawQuery(q): RawQuery,
@@ -246,10 +252,19 @@ pub async fn list_requests(
             .and_then(|c| c.require_source(query.source, "query requests from PostGIS"))
             .map_err(|e| Failure::from_app(format, &e))?;
     }
-    let reports = search::find(&state, &query)
+    let page = search::find_page(&state, &query)
         .await
         .map_err(|e| Failure::db(format, e))?;
-    requests_response(&state, format, &reports, query.extensions).await
+    let mut res = requests_response(&state, format, &page.reports, query.extensions).await?;
+    if page.has_next {
+        // The body must stay the spec's plain list, so a cut list says so in a header.
+        let next = next_page_query(q.as_deref().unwrap_or_default(), query.page + 1);
+        let link = format!("<{base}{}?{next}>; rel=\"next\"", uri.path());
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            res.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(res)
 }
 
 /// `GET /open311/v2/requests/{id}.{json,xml}`: a one-element list; the id is the reference
@@ -260,26 +275,15 @@ pub async fn show_request(
     RawQuery(q): RawQuery,
 ) -> Result<Response, Failure> {
     let format = res.format;
-    let extensions = extensions_only(format, q.as_deref())?;
     let report = find(&state, &res).await?;
-    requests_response(&state, format, &[report], extensions).await
+    requests_response(&state, format, &[report], extensions_only(q.as_deref())).await
 }
 
-fn extensions_only(format: Format, query: Option<&str>) -> Result<bool, Failure> {
-    let mut extensions = false;
-    let mut unknown = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match (k.as_ref(), v.as_ref()) {
-            (_, "") | ("jurisdiction_id" | "api_key", _) | ("extensions", "false") => {}
-            ("extensions", "true") => extensions = true,
-            (k, _) => unknown.push(FieldError::new(k, "is not a known parameter or value")),
-        }
-    }
-    if unknown.is_empty() {
-        Ok(extensions)
-    } else {
-        Err(Failure::fields(format, StatusCode::BAD_REQUEST, &unknown))
-    }
+/// The id in the path overrides every other argument, as `service_request_id` does in a list
+/// query: only `extensions=true` is read, anything else is ignored.
+fn extensions_only(query: Option<&str>) -> bool {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "extensions" && v.trim() == "true")
 }
 
 async fn find(state: &AppState, res: &Resource) -> Result<Report, Failure> {
@@ -419,12 +423,9 @@ pub async fn create_request(
         service_request_id: report.reference.clone(),
         account_id: parsed.account_id,
     }];
-    Ok(render(
-        format,
-        StatusCode::CREATED,
-        "service_requests",
-        &body,
-    ))
+    // 200, as the published GeoReport v2 Swagger documents for this call (the native API
+    // answers 201).
+    Ok(render(format, StatusCode::OK, "service_requests", &body))
 }
 
 /// Any other path under `/open311`: the spec's 404, in the format the path asks for.
@@ -433,5 +434,15 @@ pub async fn not_found(res: Resource) -> Failure {
         res.format,
         StatusCode::NOT_FOUND,
         "resource not found: see /open311/discovery.xml",
+    )
+}
+
+/// A method the path does not take: the spec's error list with 405, in the format the path
+/// asks for.
+pub async fn method_not_allowed(res: Resource, method: Method) -> Failure {
+    Failure::new(
+        res.format,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on this resource"),
     )
 }

@@ -2,8 +2,11 @@
 //! definitions, requests (GET with the spec's filters and the area/paging/extensions
 //! additions, POST form-encoded with an `api_key`), one request, tokens.
 
+pub mod form;
+pub mod format;
 pub mod handlers;
-pub mod model;
+pub mod query;
+pub mod response;
 pub mod search;
 pub mod xml;
 
@@ -30,4 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/open311/v2/requests/{file}", get(h::show_request))
         .route("/open311/v2/tokens/{file}", get(h::token))
         .route("/open311/{*rest}", get(h::not_found).post(h::not_found))
+        // Last, so it covers every route above: a method a path does not take gets the
+        // spec's error list (axum keeps the `Allow` header).
+        .method_not_allowed_fallback(h::method_not_allowed)
 }

@@ -7,33 +7,52 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::model::{Area, RequestsQuery};
+use super::query::{Area, RequestsQuery};
 use crate::app::AppState;
 use crate::domain::Report;
 use crate::domain::Source;
 use crate::reports::store::{self, ListFilter};
 use crate::spatial_index::Incident;
 
+/// One page of requests, and whether the list goes on past it.
+pub struct Page {
+    pub reports: Vec<Report>,
+    pub has_next: bool,
+}
+
 /// The requests a query asks for, newest first (ties by id, descending), one page of them.
 pub async fn find(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
+    Ok(find_page(state, q).await?.reports)
+}
+
+/// [`find`], telling whether a next page holds more.
+pub async fn find_page(state: &AppState, q: &RequestsQuery) -> Result<Page, sqlx::Error> {
     if !q.ids.is_empty() {
         // The spec: service_request_id overrides every other argument.
         let f = ListFilter {
             references: q.lookup_keys(),
-            limit: i64::from(super::model::MAX_PAGE_SIZE),
+            limit: i64::from(super::query::MAX_PAGE_SIZE),
             ..ListFilter::default()
         };
-        return store::list(&state.pool, &f).await;
+        return Ok(Page {
+            reports: store::list(&state.pool, &f).await?,
+            has_next: false,
+        });
     }
     match (q.area, q.source) {
         (Some(area), Source::Index) => from_spatial_index(state, q, area).await,
-        _ => from_postgis(state, q).await,
+        _ => postgis_page(state, q).await,
     }
 }
 
 /// The same question answered by `PostGIS` alone (also the reference the index path is
 /// tested against).
 pub async fn from_postgis(state: &AppState, q: &RequestsQuery) -> Result<Vec<Report>, sqlx::Error> {
+    Ok(postgis_page(state, q).await?.reports)
+}
+
+/// One row past the page tells whether there is a next one.
+async fn postgis_page(state: &AppState, q: &RequestsQuery) -> Result<Page, sqlx::Error> {
     let mut f = ListFilter {
         references: Vec::new(),
         service_codes: q.service_codes.clone(),
@@ -43,7 +62,7 @@ pub async fn from_postgis(state: &AppState, q: &RequestsQuery) -> Result<Vec<Rep
         updated_after: q.updated_after,
         bbox: None,
         near: None,
-        limit: q.limit(),
+        limit: q.limit() + 1,
         offset: q.offset(),
     };
     match q.area {
@@ -53,14 +72,17 @@ pub async fn from_postgis(state: &AppState, q: &RequestsQuery) -> Result<Vec<Rep
         }
         None => {}
     }
-    store::list(&state.pool, &f).await
+    let mut reports = store::list(&state.pool, &f).await?;
+    let has_next = reports.len() > q.page_size as usize;
+    reports.truncate(q.page_size as usize);
+    Ok(Page { reports, has_next })
 }
 
 async fn from_spatial_index(
     state: &AppState,
     q: &RequestsQuery,
     area: Area,
-) -> Result<Vec<Report>, sqlx::Error> {
+) -> Result<Page, sqlx::Error> {
     let keep = |i: &Incident| passes(q, i);
     let mut hits: Vec<(DateTime<Utc>, Uuid)> = match area {
         Area::Circle { center, radius_m } => state
@@ -79,16 +101,21 @@ async fn from_spatial_index(
     // The order PostGIS uses for the same list, so pages line up whichever path answers.
     hits.sort_unstable_by(|a, b| b.cmp(a));
     hits.dedup();
+    let offset = usize::try_from(q.offset()).unwrap_or(usize::MAX);
+    let has_next = hits.len().saturating_sub(offset) > q.page_size as usize;
     let page: Vec<Uuid> = hits
         .into_iter()
-        .skip(usize::try_from(q.offset()).unwrap_or(usize::MAX))
+        .skip(offset)
         .take(q.page_size as usize)
         .map(|(_, id)| id)
         .collect();
     let position: HashMap<Uuid, usize> = page.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut rows = store::fetch_many(&state.pool, &page).await?;
     rows.sort_by_key(|r| position.get(&r.id).copied().unwrap_or(usize::MAX));
-    Ok(rows)
+    Ok(Page {
+        reports: rows,
+        has_next,
+    })
 }
 
 /// Every non-spatial filter, applied to what the index knows of an incident.

@@ -53,13 +53,16 @@ const ORDER: &[&str] = &[
     "detailed_status",
     "channel",
     "supporters",
+    "duplicate",
+    "parent_service_request_id",
     "duplicate_of",
     "closed_datetime",
+    "value",
     "datetime",
+    "summary",
     "kind",
     "from_status",
     "to_status",
-    "note",
     "role",
 ];
 

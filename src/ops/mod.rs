@@ -1,6 +1,7 @@
 //! Operations: health probes, Prometheus metrics, tracing set-up, the request middleware
 //! stack and graceful shutdown.
 
+pub mod forwarded;
 pub mod metrics;
 pub mod store;
 
@@ -12,11 +13,12 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::error::LoggedError;
+use crate::error::{AppError, LoggedError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -62,15 +64,30 @@ pub fn init_tracing(json: bool) {
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds request ids, one span per request (method, matched route, request id), one log line
-/// per request with its status and duration, and the error of a 5xx logged exactly once.
+/// per request with its status and duration, and the error of a 5xx logged exactly once; a
+/// handler that panics answers 500 like any other internal error.
 pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     router
+        // Innermost, so the request's span, log line and metrics see the 500.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             trace_request,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// A panic becomes the opaque 500 problem of [`AppError::Internal`] instead of a dropped
+/// connection; its message is logged once, by [`trace_request`], never sent.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic
+            .downcast_ref::<&str>()
+            .map_or_else(|| "no message".to_owned(), |s| (*s).to_owned()),
+    };
+    AppError::internal(format!("handler panicked: {message}")).into_response()
 }
 
 async fn trace_request(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, Role};
 use crate::domain::{ReportKey, optional_text};
 use crate::error::{AppError, Path};
+use crate::ops::forwarded::PeerIp;
 
 /// `POST /api/v1/reports/{id}/photos` (agent, crew or admin token): up to three `photo` parts,
 /// an optional `kind` (`before`, `after`, `other`; default `other`) and `note`.
@@ -20,6 +21,7 @@ pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<ReportKey>,
+    PeerIp(peer): PeerIp,
     req: Request,
 ) -> Result<Response, AppError> {
     caller.require(Role::is_field_staff, "add photos to a report")?;
@@ -31,7 +33,7 @@ pub async fn add(
     let report = crate::reports::store::find(&state.pool, &key)
         .await?
         .ok_or(AppError::NotFound("report"))?;
-    let permit = state.photos.admit().await?;
+    let permit = state.photos.admit(peer).await?;
     let mut upload = read_upload(req, &state, &["kind", "note"]).await?;
     let kind = match upload.take("kind") {
         None => PhotoKind::Other,

@@ -34,6 +34,57 @@ use storage::{ContentHash, LocalStore, PhotoStore};
 const UPLOADS_AT_ONCE: usize = 8;
 /// How long an upload waits for a slot before it gets 503 with `Retry-After`.
 const UPLOAD_WAIT: Duration = Duration::from_secs(2);
+/// Uploads one client address may have in flight at once: a few slow clients cannot hold every
+/// slot (behind a reverse proxy, every client shares the proxy's address).
+pub const UPLOADS_PER_CLIENT: usize = 2;
+
+/// One admitted upload: its global slot and its client's, both given back when dropped.
+pub struct UploadPermit {
+    _global: OwnedSemaphorePermit,
+    _client: Option<ClientSlot>,
+}
+
+type ClientCounts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One of a client address's upload slots.
+struct ClientSlot {
+    counts: ClientCounts,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(counts: &ClientCounts, ip: std::net::IpAddr) -> Result<Self, AppError> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= UPLOADS_PER_CLIENT {
+            return Err(AppError::TooManyRequests(format!(
+                "at most {UPLOADS_PER_CLIENT} uploads at once from one address; send the next when one finishes"
+            )));
+        }
+        *n += 1;
+        Ok(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,6 +101,8 @@ pub fn router() -> Router<AppState> {
 pub struct Photos {
     pub storage: Arc<dyn PhotoStore>,
     uploads: Arc<Semaphore>,
+    /// Uploads in flight per client address.
+    per_client: ClientCounts,
     /// Decodes at once: one per core, since decoding is CPU-bound and a 60-megapixel decode
     /// holds up to 256 MiB.
     processing: Arc<Semaphore>,
@@ -89,17 +142,26 @@ impl Photos {
         Ok(Self {
             storage,
             uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+            per_client: Arc::default(),
             processing: Arc::new(Semaphore::new(cores)),
         })
     }
 
     /// A slot for one upload, held while its body is read and its photos processed and stored.
-    /// Waits briefly, then answers 503 so a burst fails fast instead of piling up in memory.
-    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, AppError> {
-        tokio::time::timeout(UPLOAD_WAIT, self.uploads.clone().acquire_owned())
+    /// A client address with [`UPLOADS_PER_CLIENT`] in flight gets 429 at once; otherwise this
+    /// waits briefly, then answers 503 so a burst fails fast instead of piling up in memory.
+    pub async fn admit(&self, client: Option<std::net::IpAddr>) -> Result<UploadPermit, AppError> {
+        let slot = client
+            .map(|ip| ClientSlot::take(&self.per_client, ip))
+            .transpose()?;
+        let global = tokio::time::timeout(UPLOAD_WAIT, self.uploads.clone().acquire_owned())
             .await
             .map_err(|_| AppError::Unavailable)?
-            .map_err(|_| AppError::Unavailable)
+            .map_err(|_| AppError::Unavailable)?;
+        Ok(UploadPermit {
+            _global: global,
+            _client: slot,
+        })
     }
 
     /// Runs the pipeline on each photo on a blocking thread, a bounded number at once.
@@ -179,13 +241,12 @@ impl Photos {
     }
 }
 
-/// A store that cannot be reached is 503 (the client retries with its idempotency key); the
-/// detail is logged here because the 503 body and the middleware's log line do not carry it.
-/// The body says what is down, but not where: no endpoint or S3 message reaches the client.
+/// A store that cannot be reached is 503 (the client retries with its idempotency key). The
+/// error carries the detail to the request middleware's one log line; the body says what is
+/// down, but not where: no endpoint or S3 message reaches the client.
 pub fn store_error(e: std::io::Error) -> AppError {
     if storage::is_unavailable(&e) {
-        tracing::warn!(error = %e, "the photo store is unavailable");
-        AppError::PhotoStoreUnavailable
+        AppError::PhotoStoreUnavailable(e.to_string())
     } else {
         AppError::internal(e)
     }

@@ -114,6 +114,13 @@ pub fn process(bytes: &[u8]) -> Result<Processed, ProcessError> {
         .into_dimensions()
         .map_err(undecodable)?;
     check_dimensions(width, height)?;
+    if source == SourceFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // The decoder paints a cut JPEG's missing rows grey and calls it a picture.
+        return Err(ProcessError::Undecodable {
+            format: source.name(),
+            reason: "the file is cut short (no end-of-image marker after its last scan)".into(),
+        });
+    }
 
     let mut reader = reader(bytes, source);
     let mut limits = image::Limits::default();
@@ -144,6 +151,17 @@ pub fn process(bytes: &[u8]) -> Result<Processed, ProcessError> {
         thumb: encode(&thumb)?,
         gps,
     })
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker (`FF D9`). Inside a scan
+/// an `FF` byte is always escaped (`FF 00`) or a restart marker (`FF D0`–`FF D7`), so an `FF D9`
+/// after the last start-of-scan (`FF DA`) can only be the real end: a file cut anywhere in its
+/// image data has none. Bytes after the marker (appended data) do not matter: only decoded
+/// pixels are kept.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_scan, end), (Some(scan), Some(end)) if end > scan)
 }
 
 fn reader(bytes: &[u8], format: SourceFormat) -> ImageReader<Cursor<&[u8]>> {
@@ -236,6 +254,30 @@ fn gps_position(chunk: Vec<u8>) -> Option<Position> {
 mod tests {
     use super::*;
     use crate::photos::fixtures;
+
+    #[test]
+    fn a_jpeg_cut_to_a_tenth_of_its_bytes_is_undecodable() {
+        let whole = fixtures::phone_photo(400, 300);
+        let cut = &whole[..whole.len() / 10];
+        assert!(matches!(
+            process(cut),
+            Err(ProcessError::Undecodable { format: "JPEG", .. })
+        ));
+    }
+
+    #[test]
+    fn a_jpeg_missing_only_its_end_marker_is_undecodable() {
+        let whole = fixtures::phone_photo(400, 300);
+        assert!(process(&whole).is_ok());
+        assert!(process(&whole[..whole.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_with_bytes_after_its_end_marker_is_read() {
+        let mut whole = fixtures::phone_photo(400, 300);
+        whole.extend_from_slice(b"PK\x03\x04 appended zip");
+        assert!(process(&whole).is_ok());
+    }
 
     #[test]
     fn html_svg_and_pdf_are_not_images_whatever_their_name() {

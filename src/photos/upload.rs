@@ -8,7 +8,11 @@ use axum::http::{HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 
 use super::model::{MAX_FIELD_BYTES, MAX_PHOTO_BYTES, MAX_PHOTOS_PER_REQUEST};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use crate::app::AppState;
+use crate::config::Settings;
 use crate::error::AppError;
 
 /// A multipart body read in full within the bounds: text fields and photo bytes.
@@ -44,9 +48,10 @@ pub async fn read_upload(
         photos: Vec::new(),
     };
     let mut text_bytes = 0;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
+    let mut pace = Pace::new(&state.settings);
+    while let Some(mut field) = pace
+        .wait(multipart.next_field())
+        .await?
         .map_err(|e| multipart_error(&e))?
     {
         let name = field.name().unwrap_or_default().to_owned();
@@ -57,7 +62,12 @@ pub async fn read_upload(
                 )));
             }
             let mut bytes = BytesMut::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+            while let Some(chunk) = pace
+                .wait(field.chunk())
+                .await?
+                .map_err(|e| multipart_error(&e))?
+            {
+                pace.count(chunk.len())?;
                 if bytes.len() + chunk.len() > MAX_PHOTO_BYTES {
                     return Err(AppError::PayloadTooLarge(format!(
                         "photo[{}] is larger than {} MB",
@@ -83,7 +93,12 @@ pub async fn read_upload(
             return Err(AppError::bad_field(name, "is given more than once"));
         }
         let mut value = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+        while let Some(chunk) = pace
+            .wait(field.chunk())
+            .await?
+            .map_err(|e| multipart_error(&e))?
+        {
+            pace.count(chunk.len())?;
             text_bytes += chunk.len();
             if text_bytes > MAX_FIELD_BYTES {
                 return Err(AppError::PayloadTooLarge(format!(
@@ -98,6 +113,52 @@ pub async fn read_upload(
         upload.fields.push((name, value));
     }
     Ok(upload)
+}
+
+/// The slowest an upload may arrive, so a few clients trickling bytes cannot hold the upload
+/// slots: never silent for longer than `CITYPIN_UPLOAD_IDLE_SECS`, and, once that long has
+/// passed, at least `CITYPIN_UPLOAD_MIN_BYTES_PER_SEC` on average since the start. Past
+/// either, 408 and the slot is freed.
+struct Pace {
+    started: Instant,
+    bytes: u64,
+    idle: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            started: Instant::now(),
+            bytes: 0,
+            idle: settings.upload_idle,
+            min_rate: settings.upload_min_bytes_per_sec,
+        }
+    }
+
+    async fn wait<T>(&self, next: impl Future<Output = T>) -> Result<T, AppError> {
+        tokio::time::timeout(self.idle, next).await.map_err(|_| {
+            AppError::RequestTimeout(format!(
+                "no upload data for {} s; send the photos in one go",
+                self.idle.as_secs()
+            ))
+        })
+    }
+
+    fn count(&mut self, n: usize) -> Result<(), AppError> {
+        self.bytes += n as u64;
+        let elapsed = self.started.elapsed();
+        if let Some(after_grace) = elapsed.checked_sub(self.idle) {
+            let owed = after_grace.as_secs_f64() * self.min_rate as f64;
+            if (self.bytes as f64) < owed {
+                return Err(AppError::RequestTimeout(format!(
+                    "the upload arrives at under {} bytes a second",
+                    self.min_rate
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn multipart_error(e: &MultipartError) -> AppError {

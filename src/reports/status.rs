@@ -27,6 +27,14 @@ pub async fn change_status(
             "use POST /api/v1/reports/{id}/merge to mark a duplicate, so it is linked to its parent",
         ));
     }
+    if let (Status::Duplicate, Some(parent)) = (current.status(), &current.duplicate_of_reference) {
+        // Changing it by hand would detach it and leave the parent's supporters raised by the
+        // link: the counts would drift from what the links say.
+        return Err(AppError::Conflict(format!(
+            "{} is a duplicate of {parent}; unmerge it first (POST /api/v1/reports/{{id}}/unmerge), then change its status",
+            current.reference
+        )));
+    }
     let from = current.status();
     let actor = caller.actor();
     store::set_status(&mut tx, id, to, note, None).await?;

@@ -315,7 +315,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         q.push(" AND r.updated_at > ").push_bind(t);
     }
     if let Some(b) = f.bbox {
-        crate::db::sql::push_bbox_filter(&mut q, b, "r.location && ", "");
+        crate::db::sql::push_bbox_filter(&mut q, b, "ST_Intersects(r.location, ", ")");
     }
     if let Some((lon, lat, radius)) = f.near {
         // The GiST prefilter: without a `location &&` box the geography test scans every row

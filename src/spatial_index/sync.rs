@@ -131,7 +131,8 @@ async fn listen(
         loop {
             let next = tokio::select! {
                 n = listener.try_recv() => n,
-                () = pool.close_event() => { own.close().await; return; }
+                // The listener holds `own`'s one connection: close waits for it to come back.
+                () = pool.close_event() => { drop(listener); own.close().await; return; }
             };
             match next {
                 Ok(Some(first)) => {

@@ -1,10 +1,10 @@
 //! The tile filter: `service_code`, `status`, `start`, `end`, parsed once at the edge and
 //! applied to every layer (counts included). Its canonical query string keys the cache.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::domain::{ServiceCode, Source, Status};
+use crate::domain::{Bound, ServiceCode, Source, Status, parse_time_bound};
 use crate::error::{AppError, FieldError};
 use crate::spatial_index::Incident;
 
@@ -127,25 +127,10 @@ fn parse_time(
     end_of_day: bool,
     errors: &mut Vec<FieldError>,
 ) -> Option<DateTime<Utc>> {
-    let s = s?.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let day = if end_of_day { d.succ_opt()? } else { d };
-        let t = day.and_hms_opt(0, 0, 0)?.and_utc();
-        // The end of a whole day is exclusive: one nanosecond before the next day.
-        return Some(if end_of_day {
-            t - chrono::TimeDelta::nanoseconds(1)
-        } else {
-            t
-        });
-    }
-    errors.push(FieldError::new(
-        field,
-        format!("{s:?} is neither an RFC 3339 date-time nor a YYYY-MM-DD date"),
-    ));
-    None
+    let bound = if end_of_day { Bound::End } else { Bound::Start };
+    parse_time_bound(s?, bound)
+        .map_err(|e| errors.push(FieldError::new(field, e.to_string())))
+        .ok()
 }
 
 impl TileFilter {

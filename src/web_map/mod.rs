@@ -1,56 +1,55 @@
 //! The mobile-web map: serves the built front-end (`web-map/dist`), the map style (`tiles/`) and the offline basemap.
 
+mod basemap;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::get;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Where the map's files live. citypin runs from the repository root, so the defaults are
 /// relative to the working directory; `CITYPIN_WEB_ROOT` points elsewhere (e.g. a package's
-/// share directory) and must hold `web-map/dist`, `tiles` and `data-samples`.
+/// share directory) and must hold `web-map/dist` and `tiles`. The basemap's boundaries are
+/// third-party data, read from the shared data folder (`CITYPIN_SHARED_DATA`).
 #[derive(Debug, Clone)]
 pub struct WebMapDirs {
     /// `npm run build` output: `index.html` and `assets/`.
     pub dist: PathBuf,
     /// Map style, web-map settings (`web-map.json`) and other map assets.
     pub tiles: PathBuf,
-    /// The simplified district and neighbourhood boundaries drawn as the offline basemap.
-    pub basemap: PathBuf,
+    /// The shared data folder holding the district and neighbourhood boundaries.
+    pub shared_data: PathBuf,
 }
 
 impl WebMapDirs {
-    pub fn under(root: &Path) -> Self {
+    pub fn under(root: &Path, shared_data: &Path) -> Self {
         Self {
             dist: root.join("web-map").join("dist"),
             tiles: root.join("tiles"),
-            basemap: root.join("data-samples"),
+            shared_data: shared_data.to_path_buf(),
         }
     }
 
-    pub fn from_env() -> Self {
+    pub fn from_env(shared_data: &Path) -> Self {
         let root =
             std::env::var_os("CITYPIN_WEB_ROOT").map_or_else(|| PathBuf::from("."), PathBuf::from);
-        Self::under(&root)
+        Self::under(&root, shared_data)
     }
 }
-
-/// The offline basemap files; listed one by one so nothing else in `data-samples/` is served.
-const BASEMAP_FILES: [&str; 2] = [
-    "la-council-districts.geojson",
-    "la-neighborhood-councils.geojson",
-];
 
 /// Routes: `/` (the app), `/assets/*` (hashed, cached for a year), `/map-assets/*` (style and
 /// settings, revalidated) and `/basemap/*.geojson`. Generic over the state so it merges into
 /// the application router whatever its state type.
-pub fn router<S>() -> Router<S>
+pub fn router<S>(shared_data: &Path) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router_with(&WebMapDirs::from_env())
+    router_with(&WebMapDirs::from_env(shared_data))
 }
 
 pub fn router_with<S>(dirs: &WebMapDirs) -> Router<S>
@@ -68,11 +67,13 @@ where
         HeaderValue::from_static("no-cache"),
     );
 
-    let mut basemap = Router::new();
-    for file in BASEMAP_FILES {
-        basemap = basemap.route_service(
-            &format!("/basemap/{file}"),
-            ServeFile::new(dirs.basemap.join(file)),
+    // Listed one by one, so nothing else in the shared data folder is served.
+    let mut boundaries = Router::new();
+    for layer in &basemap::LAYERS {
+        let served = Arc::new(basemap::Served::new(layer, &dirs.shared_data));
+        boundaries = boundaries.route(
+            &format!("/basemap/{}", layer.file),
+            get(move |req: HeaderMap| async move { served.respond(&req).await }),
         );
     }
 
@@ -84,7 +85,7 @@ where
         .route_service("/", ServeFile::new(dirs.dist.join("index.html")))
         .route_service("/index.html", ServeFile::new(dirs.dist.join("index.html")))
         .nest_service("/map-assets", ServeDir::new(&dirs.tiles))
-        .merge(basemap)
+        .merge(boundaries)
         .layer(revalidate)
         .merge(assets)
         // The bundle is ~1.6 MB raw and ~0.45 MB gzipped: compress even if the app does not.
@@ -100,15 +101,18 @@ mod tests {
 
     fn fixture() -> (PathBuf, WebMapDirs) {
         let root = std::env::temp_dir().join(format!("citypin-web-map-{}", uuid::Uuid::new_v4()));
-        let dirs = WebMapDirs::under(&root);
+        let dirs = WebMapDirs::under(&root, &root.join("shared"));
+        let la311 = dirs.shared_data.join("la311");
         std::fs::create_dir_all(dirs.dist.join("assets")).expect("create dist");
         std::fs::create_dir_all(&dirs.tiles).expect("create tiles");
-        std::fs::create_dir_all(&dirs.basemap).expect("create data-samples");
+        std::fs::create_dir_all(&la311).expect("create shared data");
         std::fs::write(dirs.dist.join("index.html"), "<!doctype html>").expect("write index");
         std::fs::write(dirs.dist.join("assets/app-1234.js"), "export {}").expect("write asset");
         std::fs::write(dirs.tiles.join("style.json"), "{}").expect("write style");
-        std::fs::write(dirs.basemap.join(BASEMAP_FILES[0]), "{}").expect("write basemap");
-        std::fs::write(dirs.basemap.join("secret.csv"), "x").expect("write other sample");
+        // The districts only: the neighbourhoods' source is missing.
+        std::fs::write(la311.join("la-city-council-districts-2012.json"), "{}")
+            .expect("write districts");
+        std::fs::write(la311.join("secret.csv"), "x").expect("write other data");
         (root, dirs)
     }
 
@@ -147,13 +151,32 @@ mod tests {
             basemap.headers()[header::CONTENT_TYPE],
             "application/geo+json"
         );
+        assert_eq!(basemap.headers()[header::CACHE_CONTROL], "no-cache");
+        let etag = basemap.headers()[header::ETAG].clone();
+        let again = app
+            .clone()
+            .oneshot(
+                Request::get("/basemap/la-council-districts.geojson")
+                    .header(header::IF_NONE_MATCH, etag)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let missing = get(&app, "/basemap/la-neighborhood-councils.geojson").await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            missing.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
 
         assert_eq!(
             get(&app, "/basemap/secret.csv").await.status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            get(&app, "/map-assets/../data-samples/secret.csv")
+            get(&app, "/map-assets/../shared/la311/secret.csv")
                 .await
                 .status(),
             StatusCode::NOT_FOUND

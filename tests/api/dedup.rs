@@ -489,3 +489,86 @@ async fn an_intake_waits_for_a_twin_still_in_flight_and_links_to_it(pool: PgPool
     assert_eq!(second["status"], "duplicate", "{second}");
     assert_eq!(second["duplicate_of"]["id"], json!(first.id));
 }
+
+/// The parent's supporters as its links and "me too" claims say: one per claim, plus, per
+/// child still linked, the `supporters_added` of its last link event.
+async fn supporters_by_links(app: &TestApp, parent: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM report_supports WHERE report_id = $1::uuid)
+              + COALESCE((SELECT sum((SELECT (e.data->>'supporters_added')::bigint
+                                      FROM report_events e
+                                      WHERE e.report_id = c.id AND e.kind IN ('duplicate', 'merge')
+                                      ORDER BY e.at DESC, e.id DESC LIMIT 1))
+                          FROM reports c WHERE c.duplicate_of = $1::uuid), 0)::bigint",
+    )
+    .bind(parent)
+    .fetch_one(&app.pool)
+    .await
+    .expect("supporters by links")
+}
+
+async fn supporters_shown(app: &TestApp, id: &str) -> i64 {
+    app.get_json(&format!("/api/v1/reports/{id}")).await.1["supporters"]
+        .as_i64()
+        .expect("supporters")
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_duplicates_status_is_not_changed_by_hand_so_counts_never_drift(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let crew = app.token(Role::Crew).await;
+    let (_, a) = app.post_report(&pothole_at(0.0, 0.0), &key()).await;
+    let (_, b) = app.post_report(&pothole_at(0.0, 150.0), &key()).await;
+    let (aid, bid) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let check = |when: &'static str| {
+        let app = &app;
+        async move {
+            assert_eq!(
+                supporters_shown(app, aid).await,
+                supporters_by_links(app, aid).await,
+                "{when}"
+            );
+        }
+    };
+    check("before any link").await;
+    let (s, _) = post_as(
+        &app,
+        Some(&crew),
+        &format!("/api/v1/reports/{bid}/merge"),
+        json!({"into": aid}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    check("after a merge").await;
+    let (s, problem) = post_as(
+        &app,
+        Some(&crew),
+        &format!("/api/v1/reports/{bid}/status"),
+        json!({"status": "fixed"}),
+    )
+    .await;
+    assert_eq!(s, 409, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("unmerge"),
+        "{problem}"
+    );
+    check("after a refused status change").await;
+    let (s, _) = post_as(
+        &app,
+        Some(&crew),
+        &format!("/api/v1/reports/{bid}/unmerge"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "unmerge still works");
+    check("after the unmerge").await;
+    let (s, _) = post_as(
+        &app,
+        Some(&crew),
+        &format!("/api/v1/reports/{bid}/status"),
+        json!({"status": "fixed"}),
+    )
+    .await;
+    assert_eq!(s, 200, "once unmerged its status is its own");
+    check("after the status change").await;
+}

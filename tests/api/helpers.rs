@@ -1,4 +1,8 @@
 //! Shared helpers: spawn the real server on a fresh database and talk to it over HTTP.
+//!
+//! `TEST_LOG=1` shows the server's log in the test output (`RUST_LOG` filters, default `info`):
+//! `TEST_LOG=1 scripts/with-test-db.sh cargo test --test api NAME -- --nocapture`. Not a
+//! `CITYPIN_*` name: citypin refuses unknown settings of its own.
 
 use std::net::SocketAddr;
 
@@ -17,13 +21,33 @@ pub struct TestApp {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
+/// Whether the server's live index is loaded before [`TestApp`] returns.
+enum Index {
+    Loaded,
+    /// `AppState::open` only: the index stays empty, `/health/ready` says "loading", until the
+    /// test calls `state.load_spatial_index()`.
+    NotLoaded,
+}
+
 impl TestApp {
     /// Binds before spawning, so the server is accepting when this returns.
     pub async fn spawn(pool: PgPool) -> Self {
         Self::spawn_with(pool, Settings::default()).await
     }
 
-    pub async fn spawn_with(pool: PgPool, mut settings: Settings) -> Self {
+    pub async fn spawn_with(pool: PgPool, settings: Settings) -> Self {
+        Self::launch(pool, settings, Index::Loaded).await
+    }
+
+    /// The server as `citypin serve` is while its index loads in the background.
+    pub async fn spawn_not_loaded(pool: PgPool) -> Self {
+        Self::launch(pool, Settings::default(), Index::NotLoaded).await
+    }
+
+    /// The one place a test server starts: bound on 127.0.0.1:0 before it is spawned, served
+    /// until this value is dropped.
+    async fn launch(pool: PgPool, mut settings: Settings, index: Index) -> Self {
+        init_test_log();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -32,9 +56,12 @@ impl TestApp {
         settings.public_url = format!("http://{addr}");
         settings.web_root = workspace().join("web-map/dist");
         settings.assets_dir = workspace().join("tiles");
-        let state = AppState::start(pool.clone(), settings)
-            .await
-            .expect("start");
+        settings.shared_data = citypin::config::shared_data::dir();
+        let state = match index {
+            Index::Loaded => AppState::start(pool.clone(), settings).await,
+            Index::NotLoaded => AppState::open(pool.clone(), settings).await,
+        }
+        .expect("start");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = state.clone();
         tokio::spawn(async move {
@@ -104,7 +131,7 @@ impl TestApp {
         let summary = citypin::import::import_file(
             &self.pool,
             &self.state.catalogue,
-            &workspace().join("data-samples/la311.csv"),
+            &citypin::config::shared_data::file(citypin::config::shared_data::LA311_CSV),
             None,
         )
         .await
@@ -123,6 +150,22 @@ impl TestApp {
             .await
             .expect("count")
     }
+}
+
+/// With `TEST_LOG` set, the server's log goes to the test output (once per test binary).
+pub fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("TEST_LOG").is_none_or(|v| v.is_empty() || v == "0") {
+        return;
+    }
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
 }
 
 /// The repository root (tests run with the package directory as working directory).

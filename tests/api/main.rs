@@ -2,10 +2,14 @@
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
 mod admission;
+mod connections;
 mod dedup;
+mod embedded_postgres;
 mod exports;
 mod helpers;
+mod migrations;
 mod open311;
+mod ops;
 mod outage;
 mod photos;
 mod photos_s3;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use citypin::auth::{self, Role};
-use citypin::open311::model::{Area, RequestsQuery};
+use citypin::open311::query::{Area, RequestsQuery};
 use citypin::open311::search;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -17,26 +17,22 @@ use crate::helpers::{TestApp, key};
 
 const SCHEMA_BASE: &str = "https://schemas.open311.test/georeport-v2/";
 
-fn schema_text(name: &str) -> &'static str {
-    match name {
-        "request.json" => include_str!("../data/open311/request.json"),
-        "requests.json" => include_str!("../data/open311/requests.json"),
-        "service.json" => include_str!("../data/open311/service.json"),
-        "services.json" => include_str!("../data/open311/services.json"),
-        "service-definition.json" => include_str!("../data/open311/service-definition.json"),
-        other => panic!("no schema {other}"),
-    }
+/// One of the official schemas (open311/schema-validation, CC BY 3.0), read from the shared data
+/// folder: third-party files are not copied into the repository.
+fn schema_text(name: &str) -> String {
+    let path = citypin::config::shared_data::file(&format!("open311/{name}"));
+    std::fs::read_to_string(&path).expect("read the schema")
 }
 
 /// A validator for one of the official schemas, its relative `$ref`s resolved in memory and
 /// `format` (date-time, uri) enforced.
 fn validator(name: &str) -> jsonschema::Validator {
-    let mut root: Value = serde_json::from_str(schema_text(name)).expect("test helper input");
+    let mut root: Value = serde_json::from_str(&schema_text(name)).expect("test helper input");
     root["$id"] = json!(format!("{SCHEMA_BASE}{name}"));
     let mut options = jsonschema::options();
     options.should_validate_formats(true);
     for part in ["request.json", "service.json"] {
-        let contents: Value = serde_json::from_str(schema_text(part)).expect("test helper input");
+        let contents: Value = serde_json::from_str(&schema_text(part)).expect("test helper input");
         options.with_resource(
             format!("{SCHEMA_BASE}{part}"),
             jsonschema::Resource::from_contents(contents).expect("test helper input"),
@@ -68,7 +64,7 @@ const LISTS: &[&str] = &[
     "formats",
     "notes",
 ];
-const BOOLEANS: &[&str] = &["metadata", "variable", "required"];
+const BOOLEANS: &[&str] = &["metadata", "variable", "required", "duplicate"];
 const NUMBERS: &[&str] = &["lat", "long", "order", "supporters"];
 
 #[derive(Debug, Default)]
@@ -330,7 +326,7 @@ async fn every_path_answers_in_both_formats_and_validates_against_the_official_s
         &(form(&api_key, 0) + "&attribute[DEPTH]=deep&media_url=https%3A%2F%2Fexample.org%2Fp.jpg"),
     )
     .await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
     let (status, _) = app
         .post_report(
@@ -408,7 +404,7 @@ async fn every_path_answers_in_both_formats_and_validates_against_the_official_s
 
     // The POST answer, in XML too.
     let (status, posted_xml) = post_form(&app, "xml", &form(&api_key, 1)).await;
-    assert_eq!(status, 201, "{posted_xml}");
+    assert_eq!(status, 200, "{posted_xml}");
     let entry = &posted_xml[0];
     assert!(
         entry["service_request_id"]
@@ -452,7 +448,7 @@ async fn a_posted_form_with_attributes_is_stored_through_intake_on_the_open311_c
     let body =
         form(&api_key, 0) + "&attribute[DEPTH]=shallow&attribute[LANE]=right&account_id=acct-9";
     let (status, posted) = post_form(&app, "json", &body).await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     assert_eq!(posted[0]["account_id"], "acct-9");
     let id = posted[0]["service_request_id"].as_str().unwrap();
 
@@ -493,7 +489,7 @@ async fn a_second_post_of_the_same_problem_is_told_which_request_it_joined(pool:
     let api_key = client_key(&app).await;
     let (_, first) = post_form(&app, "json", &form(&api_key, 0)).await;
     let (status, second) = post_form(&app, "xml", &form(&api_key, 0)).await;
-    assert_eq!(status, 201, "{second}");
+    assert_eq!(status, 200, "{second}");
     let first_id = first[0]["service_request_id"].as_str().unwrap();
     let notice = second[0]["service_notice"].as_str().unwrap();
     assert!(
@@ -519,7 +515,7 @@ async fn contact_details_are_kept_apart_with_consent_naming_the_client_and_never
     let body = form(&api_key, 0)
         + "&email=ann.lee%40example.org&first_name=Ann&last_name=Lee&phone=%2B1+213+555+0100&device_id=dev-1";
     let (status, posted) = post_form(&app, "json", &body).await;
-    assert_eq!(status, 201, "{posted}");
+    assert_eq!(status, 200, "{posted}");
     let (name, email, phone, consent): (String, String, String, String) =
         sqlx::query_as("SELECT name, email, phone, consent_text FROM reporters")
             .fetch_one(&app.pool)
@@ -566,7 +562,7 @@ async fn posting_without_or_with_a_wrong_api_key_is_403_and_writes_nothing(pool:
     // An agent's token may post (a call centre using an Open311 tool).
     let agent = app.token(Role::Agent).await;
     let (status, _) = post_form(&app, "json", &form(&agent, 0)).await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 200);
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
@@ -761,7 +757,7 @@ async fn empty_optional_arguments_act_as_absent(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let k = client_key(&app).await;
     for n in 0..3 {
-        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 201);
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
     }
     let (_, plain) = get_both(&app, "/open311/v2/requests", "").await;
     assert_eq!(plain.as_array().unwrap().len(), 3);
@@ -991,7 +987,8 @@ async fn area_queries_answered_from_the_spatial_index_match_postgis(pool: PgPool
         else {
             panic!("not created");
         };
-        if rng.unit() < 0.3 {
+        // A duplicate's status follows its parent (changing it by hand is refused).
+        if rng.unit() < 0.3 && r.status != Status::Duplicate {
             citypin::reports::change_status(&app.state, r.id, Status::Fixed, None, &staff)
                 .await
                 .unwrap();
@@ -1060,7 +1057,7 @@ async fn pages_split_the_list_without_gaps_or_repeats(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let k = client_key(&app).await;
     for n in 0..7 {
-        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 201);
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
     }
     let ids = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -1167,4 +1164,466 @@ async fn area_requests_from_postgis_equal_the_index_path_for_staff_only(pool: Pg
 
 async fn get_xml(app: &TestApp, query: &str) -> (u16, String, Value) {
     get(app, "/open311/v2/requests", "xml", &format!("?{query}")).await
+}
+
+async fn discovery_url(app: &TestApp, headers: &[(&str, &str)]) -> String {
+    let mut req = app.client.get(app.url("/open311/discovery.json"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.expect("discovery");
+    let body: Value = res.json().await.expect("discovery JSON");
+    body["endpoints"][0]["url"]
+        .as_str()
+        .expect("an endpoint url")
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn discovery_names_the_public_url_a_trusted_proxy_forwards(pool: PgPool) {
+    let settings = citypin::config::Settings {
+        trusted_proxies: citypin::ops::forwarded::parse_list("127.0.0.0/8").unwrap(),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(pool, settings).await;
+    let forwarded = [(
+        "forwarded",
+        "for=192.0.2.7;proto=https;host=311.city.example",
+    )];
+    assert_eq!(
+        discovery_url(&app, &forwarded).await,
+        "https://311.city.example/open311/v2"
+    );
+    let x_forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "city.example"),
+    ];
+    assert_eq!(
+        discovery_url(&app, &x_forwarded).await,
+        "https://city.example/open311/v2"
+    );
+    let (_, ogc) = app.get_json("/ogc?f=json").await;
+    assert!(
+        ogc.to_string()
+            .contains(&format!("http://{}/ogc", app.addr)),
+        "no header, no change"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn discovery_ignores_forwarding_headers_from_an_untrusted_peer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let forwarded = [("forwarded", "proto=https;host=evil.example")];
+    assert_eq!(
+        discovery_url(&app, &forwarded).await,
+        format!("http://{}/open311/v2", app.addr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance (issue 17, items 11 to 15).
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn service_request_id_overrides_stale_and_invalid_arguments(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
+    let id = posted[0]["service_request_id"].as_str().unwrap();
+    for extra in [
+        "&service_code=unicorn-sighting",
+        "&start_date=yesterday",
+        "&status=pending&page=0",
+        "&colour=red&bbox=1,2,3",
+    ] {
+        let (status, found) = get_both(
+            &app,
+            "/open311/v2/requests",
+            &format!("?service_request_id={id}{extra}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{extra}: {found}");
+        assert_eq!(found[0]["service_request_id"], id, "{extra}");
+    }
+    // The one-request path: the id in the path overrides the rest the same way.
+    let (status, one) = get_both(
+        &app,
+        &format!("/open311/v2/requests/{id}"),
+        "?service_code=unicorn-sighting&extensions=true",
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert!(one[0]["extended_attributes"].is_object(), "{one}");
+}
+
+/// The committed catalogue with a multivaluelist attribute added to potholes, in a file of its
+/// own that is removed when dropped.
+struct MultivalueCatalogue(std::path::PathBuf);
+
+impl MultivalueCatalogue {
+    fn new() -> Self {
+        let committed = crate::helpers::workspace().join("config/services.json");
+        let mut catalogue: Value =
+            serde_json::from_str(&std::fs::read_to_string(committed).expect("read catalogue"))
+                .expect("catalogue JSON");
+        let pothole = catalogue["services"]
+            .as_array_mut()
+            .expect("services")
+            .iter_mut()
+            .find(|s| s["service_code"] == "pothole")
+            .expect("pothole");
+        pothole["attributes"]
+            .as_array_mut()
+            .expect("attributes")
+            .push(json!({
+                "variable": true, "code": "HAZARDS", "datatype": "multivaluelist",
+                "required": false, "datatype_description": null, "order": 9,
+                "description": "What else is wrong?",
+                "values": [{"key": "water", "name": "Standing water"},
+                           {"key": "debris", "name": "Debris"},
+                           {"key": "cones", "name": "Cones missing"}]
+            }));
+        let path =
+            std::env::temp_dir().join(format!("citypin-multivalue-{}.json", uuid::Uuid::now_v7()));
+        std::fs::write(&path, catalogue.to_string()).expect("write catalogue");
+        Self(path)
+    }
+}
+
+impl Drop for MultivalueCatalogue {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn multivaluelist_attributes_are_accepted_repeated_or_php_indexed(pool: PgPool) {
+    let catalogue = MultivalueCatalogue::new();
+    let settings = citypin::config::Settings {
+        catalogue: Some(catalogue.0.clone()),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(pool, settings).await;
+    let k = client_key(&app).await;
+    let stored = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            let (attributes,): (Value,) =
+                sqlx::query_as("SELECT attributes FROM reports WHERE reference = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("stored report");
+            attributes
+        }
+    };
+    for (n, fields) in [
+        (0, "&attribute[HAZARDS]=water&attribute[HAZARDS]=debris"),
+        (
+            1,
+            "&attribute[HAZARDS][0]=water&attribute[HAZARDS][1]=debris",
+        ),
+        (2, "&attribute[HAZARDS][]=water&attribute[HAZARDS][]=debris"),
+    ] {
+        let (status, posted) = post_form(&app, "json", &(form(&k, n) + fields)).await;
+        assert!(status < 300, "{fields}: {status} {posted}");
+        let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            stored(id).await,
+            json!({"HAZARDS": ["water", "debris"]}),
+            "{fields}"
+        );
+    }
+    // An empty argument is absent, for an attribute the service does not define too.
+    let (status, posted) = post_form(
+        &app,
+        "json",
+        &(form(&k, 3) + "&attribute[COLOUR]=&attribute[HAZARDS]="),
+    )
+    .await;
+    assert!(status < 300, "{status} {posted}");
+    // A single-value attribute still takes one value.
+    let (status, errors) = post_form(
+        &app,
+        "json",
+        &(form(&k, 4) + "&attribute[DEPTH]=deep&attribute[DEPTH]=shallow"),
+    )
+    .await;
+    assert_error_list(status, &errors, 400, "attribute[DEPTH]");
+}
+
+/// A crew member sets a request's status with a note, through the native API.
+async fn crew_sets_status(app: &TestApp, id: &str, status: &str, note: &str) {
+    let crew = app.token(Role::Crew).await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{id}/status")))
+        .bearer_auth(&crew)
+        .json(&json!({"status": status, "note": note}))
+        .send()
+        .await
+        .expect("status change");
+    assert_eq!(res.status(), 200);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn extensions_follow_the_chicago_boston_sf_convention_without_personal_data(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let contact =
+        "&email=ann.lee%40example.org&first_name=Ann&last_name=Lee&phone=%2B1+213+555+0100";
+    let (_, parent) = post_form(
+        &app,
+        "json",
+        &(form(&k, 0) + "&attribute[DEPTH]=deep&attribute[LANE]=right" + contact),
+    )
+    .await;
+    let (_, child) = post_form(&app, "json", &(form(&k, 0) + contact)).await;
+    let parent_id = parent[0]["service_request_id"].as_str().unwrap().to_owned();
+    let child_id = child[0]["service_request_id"].as_str().unwrap().to_owned();
+    // Attributes the service does not define (the native API stores any object) stay hidden.
+    sqlx::query(
+        "UPDATE reports SET attributes = attributes || '{\"caller\": \"Ann Lee\"}' WHERE reference = $1",
+    )
+    .bind(&parent_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    crew_sets_status(&app, &parent_id, "fixed", "Patched by crew 3").await;
+
+    let (status, found) = get_both(
+        &app,
+        "/open311/v2/requests",
+        &format!("?service_request_id={parent_id},{child_id}&extensions=true"),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_valid("requests.json", &found, "requests with extensions");
+    let by_id = |id: &str| {
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service_request_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} missing: {found}"))
+    };
+    let p = by_id(&parent_id);
+    assert_eq!(
+        p["attributes"],
+        json!([{"code": "DEPTH", "value": "deep"}, {"code": "LANE", "value": "right"}])
+    );
+    assert_eq!(p["extended_attributes"]["duplicate"], false);
+    assert_eq!(
+        p["extended_attributes"]["parent_service_request_id"],
+        Value::Null
+    );
+    assert_eq!(p["extended_attributes"]["detailed_status"], "fixed");
+    let notes = p["notes"].as_array().unwrap();
+    assert_eq!(notes[0]["type"], "opened");
+    assert_eq!(notes[0]["summary"], "Request opened");
+    let last = notes.last().unwrap();
+    assert_eq!(last["type"], "closed");
+    assert_eq!(last["summary"], "Request closed: fixed");
+    assert_eq!(last["description"], "Patched by crew 3");
+    assert_eq!(last["role"], "crew");
+    for n in notes {
+        for field in ["datetime", "summary", "type"] {
+            assert!(n[field].is_string(), "{field}: {n}");
+        }
+    }
+    let c = by_id(&child_id);
+    assert_eq!(c["extended_attributes"]["duplicate"], true);
+    assert_eq!(
+        c["extended_attributes"]["parent_service_request_id"],
+        parent_id
+    );
+    assert_eq!(c["extended_attributes"]["duplicate_of"], parent_id);
+    assert_eq!(c["attributes"], json!([]));
+
+    for ext in ["json", "xml"] {
+        let text = app
+            .get_text(&format!(
+                "/open311/v2/requests.{ext}?service_request_id={parent_id},{child_id}&extensions=true"
+            ))
+            .await;
+        for secret in ["Ann", "Lee", "example.org", "555", "Pothole Pal", "caller"] {
+            assert!(!text.contains(secret), "{ext} shows {secret}: {text}");
+        }
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn xml_notes_hold_no_note_element_inside_a_note(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let (_, posted) = post_form(&app, "json", &form(&k, 0)).await;
+    let id = posted[0]["service_request_id"].as_str().unwrap();
+    crew_sets_status(&app, id, "in_progress", "Crew on site").await;
+    let xml = app
+        .get_text(&format!("/open311/v2/requests/{id}.xml?extensions=true"))
+        .await;
+    assert_eq!(xml.matches("<note>").count(), 2, "two events: {xml}");
+    for note in xml.split("<note>").skip(1) {
+        let body = note.split("</note>").next().unwrap_or_default();
+        assert!(!body.contains("<note"), "a note inside a note: {xml}");
+    }
+    assert!(
+        xml.contains("<description>Crew on site</description>"),
+        "{xml}"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn posting_a_request_answers_200_as_the_georeport_swagger_documents(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    for (n, ext) in [(0, "json"), (1, "xml")] {
+        let (status, posted) = post_form(&app, ext, &form(&k, n)).await;
+        assert_eq!(status, 200, "{ext}: {posted}");
+        assert!(posted[0]["service_request_id"].is_string(), "{posted}");
+    }
+    // The native API keeps 201 Created.
+    let (status, _) = app.post_report(&crate::helpers::pothole(), &key()).await;
+    assert_eq!(status, 201);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_method_a_path_does_not_take_gets_405_with_the_error_list(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, "/open311/v2/requests", "POST"),
+        (reqwest::Method::DELETE, "/open311/v2/services", "GET"),
+        (reqwest::Method::POST, "/open311/discovery", "GET"),
+        (
+            reqwest::Method::PATCH,
+            "/open311/v2/requests/CP-0000-0000",
+            "GET",
+        ),
+    ] {
+        for ext in ["json", "xml"] {
+            let res = app
+                .client
+                .request(method.clone(), app.url(&format!("{path}.{ext}")))
+                .send()
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            let allowed = res.headers()["allow"].to_str().unwrap().to_owned();
+            assert!(allowed.contains(allow), "{method} {path}.{ext}: {allowed}");
+            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+            let text = res.text().await.unwrap();
+            let body = if ext == "xml" {
+                assert_eq!(ct, "text/xml; charset=utf-8");
+                xml_as_json(&text)
+            } else {
+                assert_eq!(ct, "application/json; charset=utf-8");
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+            };
+            assert_error_list(status, &body, 405, "not allowed");
+        }
+    }
+}
+
+/// The `Link` header's target, if the answer has a next page.
+fn next_link(res: &reqwest::Response) -> Option<String> {
+    let link = res.headers().get("link")?.to_str().expect("ASCII link");
+    let (target, rel) = link.split_once(">; ")?;
+    assert_eq!(rel, "rel=\"next\"", "{link}");
+    Some(target.trim_start_matches('<').to_owned())
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_list_cut_at_the_page_size_links_to_the_next_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    for n in 0..3 {
+        assert_eq!(post_form(&app, "json", &form(&k, n)).await.0, 200);
+    }
+    // Smaller pages say so too, on the live index's path as well.
+    for area in ["", "&bbox=-118.3,34.0,-118.2,34.1"] {
+        let get = |page: u32| {
+            let url = app.url(&format!(
+                "/open311/v2/requests.json?page_size=2&page={page}{area}"
+            ));
+            let client = app.client.clone();
+            async move { client.get(url).send().await.unwrap() }
+        };
+        let first = next_link(&get(1).await).expect("page 1 of a longer list");
+        assert!(
+            first.contains("page_size=2") && first.ends_with("page=2"),
+            "{first}"
+        );
+        assert_eq!(next_link(&get(2).await), None, "{area}");
+    }
+    // 1,001 requests in the default window: one more than the largest page.
+    sqlx::query(
+        "INSERT INTO reports (id, reference, service_code, status, description, channel, location,
+                              h3_cell, requested_at, updated_at)
+         SELECT gen_random_uuid(), 'CP-T' || lpad(g::text, 4, '0') || '-0000', service_code, status,
+                description, channel, location, h3_cell, requested_at - make_interval(secs => g),
+                updated_at
+         FROM (SELECT * FROM reports LIMIT 1) r, generate_series(1, 998) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for ext in ["json", "xml"] {
+        let res = app
+            .client
+            .get(app.url(&format!("/open311/v2/requests.{ext}?status=open&api_key=k")))
+            .send()
+            .await
+            .unwrap();
+        let next = next_link(&res).expect("a cut list links to its next page");
+        assert_eq!(
+            next,
+            app.url(&format!("/open311/v2/requests.{ext}?status=open&page=2"))
+        );
+        let text = res.text().await.unwrap();
+        let first = if ext == "xml" {
+            xml_as_json(&text)
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        assert_eq!(first.as_array().unwrap().len(), 1000);
+        let res = app.client.get(&next).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(next_link(&res), None, "the last page links nowhere");
+    }
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn start_date_alone_selects_the_90_days_from_then_on(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = client_key(&app).await;
+    let mut ids = Vec::new();
+    for (n, days_ago) in [(0, 200), (1, 150), (2, 40)] {
+        let (_, posted) = post_form(&app, "json", &form(&k, n)).await;
+        let id = posted[0]["service_request_id"].as_str().unwrap().to_owned();
+        sqlx::query(
+            "UPDATE reports SET requested_at = now() - make_interval(days => $2) WHERE reference = $1",
+        )
+        .bind(&id)
+        .bind(days_ago)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    let start = (chrono::Utc::now() - chrono::Duration::days(160)).format("%Y-%m-%dT%H:%M:%SZ");
+    let (status, found) = get_both(
+        &app,
+        "/open311/v2/requests",
+        &format!("?start_date={start}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let found: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["service_request_id"].as_str().unwrap())
+        .collect();
+    // From 160 days ago to 70 days ago: not the older one, nor the one 40 days old.
+    assert_eq!(found, vec![ids[1].as_str()]);
 }

@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use citypin::app::{self, AppState};
 use citypin::config::Settings;
 use citypin::db::{EmbeddedPostgres, MIGRATOR, pool_options};
 
-use crate::helpers::{key, pothole};
+use crate::helpers::{TestApp, key, pothole};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() {
@@ -23,16 +22,10 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
         .await
         .expect("connect");
     MIGRATOR.run(&pool).await.expect("migrate");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = AppState::start(pool, settings).await.expect("state");
-    tokio::spawn(app::serve(listener, state, std::future::pending()));
-    let client = reqwest::Client::new();
+    let app = TestApp::spawn_with(pool, settings).await;
     let post = |k: String| {
-        client
-            .post(format!("http://{addr}/api/v1/reports"))
+        app.client
+            .post(app.url("/api/v1/reports"))
             .header("Idempotency-Key", k)
             .json(&pothole())
             .send()
@@ -45,8 +38,9 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(res.headers()["retry-after"], "1");
-    let ready = client
-        .get(format!("http://{addr}/health/ready"))
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
         .send()
         .await
         .unwrap();

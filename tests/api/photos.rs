@@ -620,3 +620,115 @@ pub async fn a_photo_stops_being_served_when_its_report_is_hidden(app: &TestApp)
         404
     );
 }
+
+/// Opens an upload and sends its body one byte at a time, `gap` apart, until the server
+/// answers; returns the status and how long the answer took.
+async fn trickle(app: &TestApp, gap: std::time::Duration) -> (u16, std::time::Duration) {
+    let boundary = "trickle";
+    let mut body = raw_fields(boundary);
+    body.extend(raw_part(boundary, "photo", Some("p.jpg"), &small_jpeg()));
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(&raw_head(app, boundary, body.len()))
+        .await
+        .expect("head");
+    let started = std::time::Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        for b in body {
+            if writer.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(gap).await;
+        }
+        writer
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !contains(&buf, b"\r\n\r\n") {
+        match tokio::time::timeout(std::time::Duration::from_secs(60), reader.read(&mut chunk))
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    sender.abort();
+    let status = String::from_utf8_lossy(&buf)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_trickling_upload_is_refused_and_frees_its_slot(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("citypin-photos-{}", uuid::Uuid::new_v4()));
+    let settings = Settings {
+        photo_dir: Some(dir.clone()),
+        upload_idle: std::time::Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let app = TestApp::spawn_with(pool, settings).await;
+    let (status, took) = trickle(&app, std::time::Duration::from_millis(50)).await;
+    assert_eq!(status, 408, "one byte every 50 ms is under 16 KiB/s");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "refused soon after the grace second, not at the request timeout: {took:?}"
+    );
+    // Its slots are free again: the same client uploads at once.
+    let form = Form::new()
+        .text("service_code", "pothole")
+        .text("lat", "34.0522")
+        .text("lon", "-118.2437")
+        .part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg"));
+    let (status, body) = post_report(&app, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        app.count_reports().await,
+        1,
+        "the trickled report was not stored"
+    );
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn one_client_holds_at_most_two_upload_slots(pool: PgPool) {
+    let (app, _dir) = spawn(pool).await;
+    let boundary = "held";
+    let fields = raw_fields(boundary);
+    // Two uploads that announce a body and stall half way, from this test's address.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        s.write_all(&raw_head(&app, boundary, fields.len() + 10_000))
+            .await
+            .expect("head");
+        s.write_all(&fields).await.expect("fields");
+        held.push(s);
+    }
+    // Both are admitted (their fields read) before the third asks.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let form = Form::new()
+        .text("service_code", "pothole")
+        .text("lat", "34.0522")
+        .text("lon", "-118.2437")
+        .part("photo", photo(small_jpeg(), "a.jpg", "image/jpeg"));
+    let res = app
+        .client
+        .post(app.url("/api/v1/reports"))
+        .header("Idempotency-Key", key())
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "1");
+    drop(held);
+    assert_eq!(app.count_reports().await, 0);
+}

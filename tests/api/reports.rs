@@ -331,6 +331,74 @@ async fn health_and_metrics_answer(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_retry_whose_keys_come_in_another_order_is_the_same_request(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let k = key();
+    let send = |text: &'static str| {
+        app.client
+            .post(app.url("/api/v1/reports"))
+            .header("Idempotency-Key", k.clone())
+            .header("content-type", "application/json")
+            .body(text)
+            .send()
+    };
+    let first = send(
+        r#"{"service_code":"pothole","lat":34.05,"lon":-118.25,"description":"deep","attributes":{"a":1,"b":2}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    let retry = send(
+        r#"{ "attributes": {"b": 2, "a": 1}, "description": "deep", "lon": -118.25, "lat": 34.05, "service_code": "pothole" }"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(retry["id"], first["id"]);
+    assert_eq!(app.count_reports().await, 1);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_structured_json_media_type_is_json(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/reports"))
+        .header("Idempotency-Key", key())
+        .header(
+            "content-type",
+            "application/vnd.citypin+json; charset=utf-8",
+        )
+        .body(pothole().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.count_reports().await, 1);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_report_path_too_long_to_be_a_key_is_a_400_naming_the_path(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (status, problem) = app
+        .get_json(&format!("/api/v1/reports/{}", "x".repeat(256)))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "path");
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn an_unknown_imported_id_in_a_path_is_a_404(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (status, problem) = app.get_json("/api/v1/reports/1-870704831").await;
+    assert_eq!(status, 404, "{problem}");
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn an_intake_write_whose_reference_is_taken_writes_nothing(pool: PgPool) {
     // The intake draws another reference when `intake_write` returns no row: it must also have
     // written nothing, link and stored response included.

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use citypin::app::{self, AppState};
 use citypin::config::Settings;
 use citypin::geo::Position;
 use citypin::spatial_index::{CompactHit, Filter, Hit, SpatialIndex};
@@ -350,37 +349,22 @@ async fn reconciliation_repairs_a_missed_notification(pool: PgPool) {
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn ready_is_unavailable_until_the_spatial_index_is_loaded(pool: PgPool) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = AppState::open(pool, Settings::default())
-        .await
-        .expect("open");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let served = state.clone();
-    tokio::spawn(async move {
-        let _ = app::serve(listener, served, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    let client = reqwest::Client::new();
-    let url = format!("http://{addr}/health/ready");
+    let app = TestApp::spawn_not_loaded(pool).await;
+    let client = &app.client;
+    let url = app.url("/health/ready");
     let res = client.get(&url).send().await.expect("ready");
     assert_eq!(res.status().as_u16(), 503);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["spatial_index"], "loading");
     let live = client
-        .get(format!("http://{addr}/health/live"))
+        .get(app.url("/health/live"))
         .send()
         .await
         .expect("live");
     assert_eq!(live.status().as_u16(), 200);
-    state.load_spatial_index().await.expect("load");
+    app.state.load_spatial_index().await.expect("load");
     let res = client.get(&url).send().await.expect("ready");
     assert_eq!(res.status().as_u16(), 200);
-    let _ = tx.send(());
 }
 
 /// `source=postgis` is the same endpoint answered by `PostGIS`: same ids in the same order

@@ -427,3 +427,43 @@ async fn a_tile_answered_by_postgis_holds_the_same_incidents_and_is_for_staff_on
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["field"], "source", "{body}");
 }
+
+/// The style's boundary sources are served from the shared data folder (no copy in the
+/// repository): the 15 council districts as they are, the 99 neighbourhoods simplified.
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn the_style_s_basemap_boundaries_are_served_from_the_shared_data_folder(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let (status, style) = app.get_json("/map-assets/style.json").await;
+    assert_eq!(status, 200);
+    let mut served = Vec::new();
+    for source in style["sources"].as_object().expect("sources").values() {
+        let Some(url) = source["data"].as_str() else {
+            continue;
+        };
+        let res = app.client.get(app.url(url)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{url}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/geo+json",
+            "{url}"
+        );
+        let body: Value = res.json().await.expect("geojson");
+        let features = body["features"].as_array().expect("features");
+        assert!(
+            features
+                .iter()
+                .all(|f| f["geometry"]["type"] == "MultiPolygon"
+                    && f["properties"]["name"].is_string()),
+            "{url}"
+        );
+        served.push((url.to_owned(), features.len()));
+    }
+    served.sort();
+    assert_eq!(
+        served,
+        [
+            ("/basemap/la-council-districts.geojson".to_owned(), 15),
+            ("/basemap/la-neighborhood-councils.geojson".to_owned(), 99)
+        ]
+    );
+}
