@@ -31,7 +31,7 @@ rm -rf "$out"
 mkdir -p "$out"
 # The macros describe a query only when the file holding it compiles: make cargo recompile
 # every crate that has one.
-grep -rlE --include='*.rs' --exclude-dir=node_modules 'sqlx::query(_as|_scalar)?!' src tests benches examples | xargs touch
+grep -rlE --include='*.rs' --exclude-dir=node_modules 'sqlx::query(_as|_scalar)?!' src tests benches examples | xargs -r touch
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/$out" DATABASE_URL="$url" cargo check --all-targets --quiet
 echo "$(ls "$out" | wc -l) query descriptions in $out/"
 

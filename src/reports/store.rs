@@ -12,7 +12,7 @@ use crate::geo::BBox;
 
 /// The columns that make a [`Report`], for `SELECT ... FROM reports r` built at run time
 /// ([`list`]).
-pub const REPORT_COLUMNS: &str =
+const REPORT_COLUMNS: &str =
     "r.id, r.reference, r.external_id, r.service_code, r.status, r.status_notes,
     r.description, r.address, r.zipcode, r.agency, r.channel,
     ST_X(r.location) AS lon, ST_Y(r.location) AS lat, r.h3_cell,
