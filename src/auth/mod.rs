@@ -3,6 +3,8 @@
 //! Citizens need no token; staff and Open311 clients present one (`Authorization: Bearer`,
 //! or Open311's `api_key`).
 
+pub mod store;
+
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -164,24 +166,13 @@ pub async fn create_token(pool: &PgPool, role: Role, name: &str) -> Result<Strin
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     let secret = format!("cp_{}", hex(&raw));
-    sqlx::query("INSERT INTO api_tokens (id, name, role, token_hash) VALUES ($1, $2, $3, $4)")
-        .bind(Uuid::now_v7())
-        .bind(name)
-        .bind(role.as_str())
-        .bind(hash(&secret))
-        .execute(pool)
-        .await?;
+    store::insert_token(pool, Uuid::now_v7(), name, role.as_str(), &hash(&secret)).await?;
     Ok(secret)
 }
 
 /// Finds the live token with this secret.
 pub async fn lookup(pool: &PgPool, secret: &str) -> Result<Option<TokenHolder>, AppError> {
-    let row: Option<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(hash(secret))
-    .fetch_optional(pool)
-    .await?;
+    let row = store::live_token(pool, &hash(secret)).await?;
     Ok(row
         .and_then(|(id, name, role)| Role::parse(&role).map(|role| TokenHolder { id, name, role })))
 }

@@ -10,7 +10,7 @@ use super::Service;
 pub async fn upsert(pool: &PgPool, services: &[Arc<Service>]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     for s in services {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO services (service_code, service_name, description, group_name, keywords, agency,
                  sla_hours, dedup_radius_m, dedup_window_hours, dedup_params, attributes, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
@@ -22,18 +22,18 @@ pub async fn upsert(pool: &PgPool, services: &[Arc<Service>]) -> Result<(), sqlx
                  dedup_window_hours = EXCLUDED.dedup_window_hours,
                  dedup_params = EXCLUDED.dedup_params, attributes = EXCLUDED.attributes,
                  active = true, updated_at = now()",
+            s.service_code,
+            s.service_name,
+            s.description,
+            s.group,
+            &s.keywords,
+            s.agency,
+            s.sla_hours,
+            s.dedup.radius_m,
+            s.dedup.window_hours,
+            serde_json::Value::Object(s.dedup.params.clone()),
+            serde_json::Value::Array(s.attributes.clone()),
         )
-        .bind(&s.service_code)
-        .bind(&s.service_name)
-        .bind(&s.description)
-        .bind(&s.group)
-        .bind(&s.keywords)
-        .bind(&s.agency)
-        .bind(s.sla_hours)
-        .bind(s.dedup.radius_m)
-        .bind(s.dedup.window_hours)
-        .bind(serde_json::Value::Object(s.dedup.params.clone()))
-        .bind(serde_json::Value::Array(s.attributes.clone()))
         .execute(&mut *tx)
         .await?;
     }

@@ -138,7 +138,7 @@ pub struct LinkWrite<'a> {
 /// child closed as `duplicate` of the parent, its reporter subscribed to the parent, the
 /// parent's supporters raised, an event on both, and an outbox event.
 pub async fn link(conn: &mut PgConnection, w: &LinkWrite<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "WITH child AS (
              UPDATE reports SET status = 'duplicate', status_notes = $4, updated_at = now(),
                  closed_at = COALESCE(closed_at, now()), duplicate_of = $2
@@ -157,21 +157,21 @@ pub async fn link(conn: &mut PgConnection, w: &LinkWrite<'_>) -> Result<(), sqlx
                     ($6, $2, $7, NULL, NULL, $10, $11, $12, $13))
          INSERT INTO outbox (id, report_id, kind, payload)
          VALUES ($14, $1, 'report.duplicate', $13)",
+        w.child,
+        w.parent,
+        w.added,
+        w.status_note,
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        w.kind,
+        w.from_status.as_str(),
+        w.child_note,
+        w.parent_note,
+        w.actor.role,
+        w.actor.token,
+        w.data,
+        Uuid::now_v7(),
     )
-    .bind(w.child)
-    .bind(w.parent)
-    .bind(w.added)
-    .bind(w.status_note)
-    .bind(Uuid::now_v7())
-    .bind(Uuid::now_v7())
-    .bind(w.kind)
-    .bind(w.from_status.as_str())
-    .bind(w.child_note)
-    .bind(w.parent_note)
-    .bind(w.actor.role)
-    .bind(w.actor.token)
-    .bind(w.data)
-    .bind(Uuid::now_v7())
     .execute(conn)
     .await?;
     Ok(())
@@ -179,11 +179,11 @@ pub async fn link(conn: &mut PgConnection, w: &LinkWrite<'_>) -> Result<(), sqlx
 
 /// Adds `n` (may be negative) to a report's supporter count, never below zero.
 pub async fn add_supporters(conn: &mut PgConnection, id: Uuid, n: i32) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE reports SET supporters = GREATEST(supporters + $2, 0), updated_at = now() WHERE id = $1",
+        id,
+        n
     )
-    .bind(id)
-    .bind(n)
     .execute(conn)
     .await?;
     Ok(())
@@ -195,11 +195,11 @@ pub async fn last_link(
     conn: &mut PgConnection,
     child: Uuid,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT data FROM report_events WHERE report_id = $1 AND kind IN ('duplicate', 'merge')
          ORDER BY at DESC, id DESC LIMIT 1",
+        child
     )
-    .bind(child)
     .fetch_optional(conn)
     .await
 }
@@ -220,11 +220,11 @@ pub async fn claim_support(
     report: Uuid,
     key_hash: &[u8],
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO report_supports (report_id, key_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        report,
+        key_hash
     )
-    .bind(report)
-    .bind(key_hash)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -13,7 +13,6 @@ pub struct Report {
     pub reference: String,
     pub external_id: Option<String>,
     pub service_code: String,
-    #[sqlx(try_from = "String")]
     pub status: Status,
     pub status_notes: Option<String>,
     pub description: String,

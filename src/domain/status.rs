@@ -92,6 +92,25 @@ impl TryFrom<String> for Status {
     }
 }
 
+/// Stored as its name in a `text` column: a row decodes straight into a `Status` (checked
+/// queries say `status AS "status: Status"`), and an unknown name is a decode error.
+impl sqlx::Type<sqlx::Postgres> for Status {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Status {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self::parse(name).ok_or_else(|| UnknownStatus(name.to_owned()))?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

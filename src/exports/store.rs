@@ -90,11 +90,17 @@ pub async fn one(
     id: Uuid,
     include_hidden: bool,
 ) -> Result<Option<IncidentRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM reports r WHERE r.id = $1 AND (NOT r.hidden OR $2)"
-    ))
-    .bind(id)
-    .bind(include_hidden)
+    // COLUMNS, checked: one literal for sqlx's macro, with the overrides it needs.
+    sqlx::query_as!(
+        IncidentRow,
+        r#"SELECT r.id, r.reference, r.service_code, r.status, r.status_notes, r.description,
+             r.address, r.zipcode, r.channel, ST_X(r.location) AS "lon!",
+             ST_Y(r.location) AS "lat!", r.requested_at, r.updated_at, r.closed_at,
+             r.supporters, r.duplicate_of, r.agency, r.due_at, r.external_id, r.hidden
+         FROM reports r WHERE r.id = $1 AND (NOT r.hidden OR $2)"#,
+        id,
+        include_hidden
+    )
     .fetch_optional(pool)
     .await
 }

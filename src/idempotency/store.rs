@@ -9,11 +9,13 @@ pub async fn response(
     scope: &str,
     key: &str,
 ) -> Result<Option<(Vec<u8>, i16, serde_json::Value)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    let row = sqlx::query!(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE scope = $1 AND key = $2",
+        scope,
+        key
     )
-    .bind(scope)
-    .bind(key)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.request_hash, r.response_status, r.response_body)))
 }

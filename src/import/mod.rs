@@ -2,6 +2,7 @@
 //! the source's `service_request_id`; bad rows are counted, shown and skipped, never fatal.
 
 pub mod generate;
+mod store;
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -11,12 +12,10 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::catalogue::Catalogue;
-use crate::domain::{Reference, Status};
+use crate::domain::Status;
 use crate::geo::Position;
-use crate::geo::h3_cell_i64;
 
 /// One input row in `GeoReport` v2 shape (the columns of the LA sample, all optional).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -397,20 +396,14 @@ async fn insert_batch(
         if batch.is_empty() {
             return Ok(());
         }
-        let inserted: HashSet<String> = insert_once(pool, &batch).await?.into_iter().collect();
+        let inserted: HashSet<String> = store::insert(pool, &batch).await?.into_iter().collect();
         summary.inserted += inserted.len();
         let missing: Vec<Valid> = batch
             .into_iter()
             .filter(|v| !inserted.contains(&v.external_id))
             .collect();
         let ids: Vec<String> = missing.iter().map(|v| v.external_id.clone()).collect();
-        let present: HashSet<String> =
-            sqlx::query_scalar("SELECT external_id FROM reports WHERE external_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .collect();
+        let present: HashSet<String> = store::present(pool, &ids).await?.into_iter().collect();
         summary.already_present += present.len();
         batch = missing
             .into_iter()
@@ -420,83 +413,6 @@ async fn insert_batch(
     Err(ImportError::Db(sqlx::Error::Protocol(
         "could not draw unique references".into(),
     )))
-}
-
-async fn insert_once(pool: &PgPool, batch: &[Valid]) -> Result<Vec<String>, sqlx::Error> {
-    let n = batch.len();
-    let mut id = Vec::with_capacity(n);
-    let mut reference = Vec::with_capacity(n);
-    let mut ext = Vec::with_capacity(n);
-    let mut code = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut notes = Vec::with_capacity(n);
-    let mut desc = Vec::with_capacity(n);
-    let mut addr = Vec::with_capacity(n);
-    let mut zip = Vec::with_capacity(n);
-    let mut agency = Vec::with_capacity(n);
-    let mut channel = Vec::with_capacity(n);
-    let mut lon = Vec::with_capacity(n);
-    let mut lat = Vec::with_capacity(n);
-    let mut h3 = Vec::with_capacity(n);
-    let mut req = Vec::with_capacity(n);
-    let mut upd = Vec::with_capacity(n);
-    let mut closed = Vec::with_capacity(n);
-    for v in batch {
-        id.push(Uuid::now_v7());
-        reference.push(Reference::random().to_string());
-        ext.push(v.external_id.clone());
-        code.push(v.service_code.clone());
-        status.push(v.status.as_str());
-        notes.push(v.status_notes.clone());
-        desc.push(v.description.clone());
-        addr.push(v.address.clone());
-        zip.push(v.zipcode.clone());
-        agency.push(v.agency.clone());
-        channel.push(v.channel);
-        lon.push(v.position.lon());
-        lat.push(v.position.lat());
-        h3.push(h3_cell_i64(v.position));
-        req.push(v.requested_at);
-        upd.push(v.updated_at);
-        closed.push(v.closed_at);
-    }
-    sqlx::query_scalar(
-        "WITH ins AS (
-            INSERT INTO reports (id, reference, external_id, service_code, status, status_notes, description,
-                address, zipcode, agency, channel, location, h3_cell, requested_at, updated_at, closed_at)
-            SELECT id, reference, ext, code, status, notes, descr, addr, zip, agency, channel,
-                ST_SetSRID(ST_MakePoint(lon, lat), 4326), h3, req, upd, closed
-            FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::float8[], $13::float8[], $14::int8[],
-                $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
-                AS t(id, reference, ext, code, status, notes, descr, addr, zip, agency, channel, lon, lat, h3, req, upd, closed)
-            ON CONFLICT DO NOTHING
-            RETURNING id, external_id, status, requested_at
-        ), ev AS (
-            INSERT INTO report_events (id, report_id, at, kind, to_status, actor_role, data)
-            SELECT gen_random_uuid(), ins.id, ins.requested_at, 'created', ins.status, 'import', '{}'::jsonb FROM ins
-        )
-        SELECT external_id FROM ins",
-    )
-    .bind(&id)
-    .bind(&reference)
-    .bind(&ext)
-    .bind(&code)
-    .bind(&status)
-    .bind(&notes)
-    .bind(&desc)
-    .bind(&addr)
-    .bind(&zip)
-    .bind(&agency)
-    .bind(&channel)
-    .bind(&lon)
-    .bind(&lat)
-    .bind(&h3)
-    .bind(&req)
-    .bind(&upd)
-    .bind(&closed)
-    .fetch_all(pool)
-    .await
 }
 
 /// The shift that moves a file's newest `requested_datetime` to now, so the sample city is

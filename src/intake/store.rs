@@ -1,5 +1,5 @@
 //! All SQL of intake: the first statement (the idempotency claim with the dedup area lock
-//! and candidates, one round trip) and the last (everything the intake writes, one statement).
+//! and candidates, one round trip) and the last (everything the intake writes, one call).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -10,7 +10,7 @@ use crate::dedup::store::{Area, CandidateRow};
 use crate::domain::{Actor, Reference, Report, Status};
 use crate::geo::h3_cell_i64;
 use crate::idempotency::Claim;
-use crate::reports::store::{self as reports, REPORT_COLUMNS};
+use crate::reports::store as reports;
 
 /// Intake's first statement, one round trip (the `intake_claim_and_candidates` function in
 /// migration 0011): claims the idempotency key if there is one, then, if there is an area,
@@ -42,7 +42,7 @@ pub struct IntakeLink<'a> {
     pub data: &'a serde_json::Value,
 }
 
-/// Everything one intake writes, in one statement (see [`insert_intake`]).
+/// Everything one intake writes, in one call (see [`insert_intake`]).
 pub struct IntakeWrite<'a> {
     /// The row as it is to be stored (status `new`, or `duplicate` with its parent).
     pub report: &'a Report,
@@ -53,153 +53,66 @@ pub struct IntakeWrite<'a> {
     pub response: Option<(&'a str, &'a str, &'a serde_json::Value)>,
 }
 
-/// Writes a new report in one statement, the intake's only write round trip: the report (its
-/// reference unique), its reporter's subscription, its `created` event and outbox event, and,
-/// when it is a duplicate, the link (events on both reports, the reporter subscribed to the
-/// parent, the parent's supporters raised, a `report.duplicate` outbox event), and the stored
-/// response of its idempotency key. Returns `None`, having written nothing, when the reference
-/// is taken (draw another), else the new row's change sequence and the parent as it now is.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one statement: a CTE per table it writes, each with its bound values"
-)]
+/// Writes a new report in one call of `intake_write` (migration 0012), the intake's only write
+/// round trip: the report (its reference unique), its reporter's subscription, its `created`
+/// event and outbox event, and, when it is a duplicate, the link (events on both reports, the
+/// reporter subscribed to the parent, the parent's supporters raised, a `report.duplicate`
+/// outbox event), and the stored response of its idempotency key. Returns `None`, having
+/// written nothing, when the reference is taken (draw another), else the new row's change
+/// sequence and the parent as it now is.
 pub async fn insert_intake(
     conn: &mut PgConnection,
     w: &IntakeWrite<'_>,
 ) -> Result<Option<(i64, Option<Report>)>, sqlx::Error> {
     use sqlx::{FromRow, Row};
     let r = w.report;
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH ins AS (INSERT INTO reports (id, reference, service_code, status, status_notes,
-             description, address, zipcode, agency, channel, location, h3_cell, requested_at,
-             updated_at, closed_at, due_at, duplicate_of, supporters, media_url, attributes,
-             reporter_id, created_by) VALUES (",
-    );
-    {
-        let mut v = q.separated(", ");
-        v.push_bind(r.id)
-            .push_bind(&r.reference)
-            .push_bind(&r.service_code)
-            .push_bind(r.status().as_str())
-            .push_bind(&r.status_notes)
-            .push_bind(&r.description)
-            .push_bind(&r.address)
-            .push_bind(&r.zipcode)
-            .push_bind(&r.agency)
-            .push_bind(&r.channel);
-        v.push("ST_SetSRID(ST_MakePoint(")
-            .push_bind_unseparated(r.lon)
-            .push_unseparated(", ")
-            .push_bind_unseparated(r.lat)
-            .push_unseparated("), 4326)");
-        v.push_bind(r.h3_cell)
-            .push_bind(r.requested_at)
-            .push_bind(r.updated_at)
-            .push_bind(r.closed_at)
-            .push_bind(r.due_at)
-            .push_bind(r.duplicate_of)
-            .push_bind(r.supporters)
-            .push_bind(&r.media_url)
-            .push_bind(&r.attributes)
-            .push_bind(w.reporter)
-            .push_bind(w.actor.token);
-    }
-    q.push(
-        ") ON CONFLICT (reference) DO NOTHING RETURNING id, change_seq),
-         ev AS (INSERT INTO report_events
-             (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
-             SELECT ",
+    // UUIDv7 in the order the rows are written, so history sorts them so: the created event
+    // and outbox row, then the two duplicate events and the duplicate outbox row.
+    let rows_added = if w.link.is_some() { 5 } else { 2 };
+    let row_ids: Vec<Uuid> = (0..rows_added).map(|_| Uuid::now_v7()).collect();
+    let link = w.link.as_ref();
+    let row = sqlx::query(
+        "SELECT * FROM intake_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+             $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
     )
-    .push_bind(Uuid::now_v7())
-    .push(", id, 'created', NULL, 'new', NULL, ")
-    .push_bind(w.actor.role)
-    .push(", ")
-    .push_bind(w.actor.token)
-    .push(
-        ", '{}' FROM ins),
-         ob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
-    )
-    .push_bind(Uuid::now_v7())
-    .push(", id, 'report.created', '{}' FROM ins)");
-    if let Some(reporter) = w.reporter {
-        q.push(
-            ", sub AS (INSERT INTO report_subscriptions (report_id, reporter_id)
-             SELECT id, ",
-        )
-        .push_bind(reporter)
-        .push(" FROM ins");
-        if let Some(l) = &w.link {
-            q.push(" UNION ALL SELECT ")
-                .push_bind(l.parent)
-                .push(", ")
-                .push_bind(reporter)
-                .push(" FROM ins");
-        }
-        q.push(" ON CONFLICT DO NOTHING)");
-    }
-    if let Some((scope, key, body)) = w.response {
-        q.push(", idem AS (UPDATE idempotency_keys SET response_status = 201, response_body = ")
-            .push_bind(body)
-            .push(", report_id = ")
-            .push_bind(r.id)
-            .push(" WHERE scope = ")
-            .push_bind(scope)
-            .push(" AND key = ")
-            .push_bind(key)
-            .push(" AND EXISTS (SELECT 1 FROM ins))");
-    }
-    if let Some(l) = &w.link {
-        q.push(
-            ", lev AS (INSERT INTO report_events
-                 (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
-             SELECT ",
-        )
-        .push_bind(Uuid::now_v7())
-        .push(", id, 'duplicate', 'new', 'duplicate', ")
-        .push_bind(&r.status_notes)
-        .push(", ")
-        .push_bind(w.actor.role)
-        .push(", ")
-        .push_bind(w.actor.token)
-        .push(", ")
-        .push_bind(l.data)
-        .push(" FROM ins UNION ALL SELECT ")
-        .push_bind(Uuid::now_v7())
-        .push(", ")
-        .push_bind(l.parent)
-        .push(", 'duplicate', NULL, NULL, ")
-        .push_bind(l.parent_note)
-        .push(", ")
-        .push_bind(w.actor.role)
-        .push(", ")
-        .push_bind(w.actor.token)
-        .push(", ")
-        .push_bind(l.data)
-        .push(
-            " FROM ins),
-             lob AS (INSERT INTO outbox (id, report_id, kind, payload) SELECT ",
-        )
-        .push_bind(Uuid::now_v7())
-        .push(", id, 'report.duplicate', ")
-        .push_bind(l.data)
-        .push(
-            " FROM ins),
-             par AS (UPDATE reports r SET supporters = GREATEST(r.supporters + 1, 0),
-                 updated_at = now() WHERE r.id = ",
-        )
-        .push_bind(l.parent)
-        .push(format!(
-            " AND EXISTS (SELECT 1 FROM ins) RETURNING {REPORT_COLUMNS})
-             SELECT ins.change_seq AS new_change_seq, par.* FROM ins LEFT JOIN par ON true"
-        ));
-    } else {
-        q.push(" SELECT change_seq AS new_change_seq FROM ins");
-    }
-    let Some(row) = q.build().fetch_optional(conn).await? else {
+    .bind(r.id)
+    .bind(&r.reference)
+    .bind(&r.service_code)
+    .bind(r.status().as_str())
+    .bind(&r.status_notes)
+    .bind(&r.description)
+    .bind(&r.address)
+    .bind(&r.zipcode)
+    .bind(&r.agency)
+    .bind(&r.channel)
+    .bind(r.lon)
+    .bind(r.lat)
+    .bind(r.h3_cell)
+    .bind(r.requested_at)
+    .bind(r.updated_at)
+    .bind(r.closed_at)
+    .bind(r.due_at)
+    .bind(r.duplicate_of)
+    .bind(r.supporters)
+    .bind(&r.media_url)
+    .bind(&r.attributes)
+    .bind(w.reporter)
+    .bind(w.actor.role)
+    .bind(w.actor.token)
+    .bind(row_ids)
+    .bind(link.map(|l| l.parent))
+    .bind(link.map(|l| l.parent_note))
+    .bind(link.map(|l| l.data))
+    .bind(w.response.map(|(scope, _, _)| scope))
+    .bind(w.response.map(|(_, key, _)| key))
+    .bind(w.response.map(|(_, _, body)| body))
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
         return Ok(None);
     };
     let change_seq: i64 = row.try_get("new_change_seq")?;
-    let parent = match &w.link {
+    let parent = match link {
         Some(_) => Some(Report::from_row(&row)?),
         None => None,
     };
@@ -225,31 +138,31 @@ pub async fn insert(
     let due_at = sla_hours.map(|h| now + chrono::Duration::hours(i64::from(h)));
     for attempt in 0..5 {
         let reference = Reference::random();
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO reports (id, reference, service_code, status, description, address, zipcode,
                  agency, channel, location, h3_cell, requested_at, updated_at, due_at, media_url,
                  attributes, reporter_id, created_by)
              VALUES ($1, $2, $3, 'new', $4, $5, $6, $7, $8, ST_SetSRID(ST_MakePoint($9, $10), 4326),
                  $11, $12, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (reference) DO NOTHING",
+            id,
+            reference.as_str(),
+            new.service_code.as_str(),
+            new.description.as_str(),
+            new.address,
+            new.zipcode,
+            agency,
+            new.channel.as_str(),
+            new.position.lon(),
+            new.position.lat(),
+            h3_cell_i64(new.position),
+            now,
+            due_at,
+            new.media_url,
+            serde_json::Value::Object(new.attributes.clone()),
+            reporter_id,
+            actor.token,
         )
-        .bind(id)
-        .bind(reference.as_str())
-        .bind(new.service_code.as_str())
-        .bind(new.description.as_str())
-        .bind(&new.address)
-        .bind(&new.zipcode)
-        .bind(agency)
-        .bind(new.channel.as_str())
-        .bind(new.position.lon())
-        .bind(new.position.lat())
-        .bind(h3_cell_i64(new.position))
-        .bind(now)
-        .bind(due_at)
-        .bind(&new.media_url)
-        .bind(serde_json::Value::Object(new.attributes.clone()))
-        .bind(reporter_id)
-        .bind(actor.token)
         .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() == 1 {

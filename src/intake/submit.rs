@@ -1,7 +1,7 @@
 //! The intake transaction: four round trips whether dedup is on or off. Begin; claim the
 //! idempotency key and take the dedup area lock with the candidates; write everything (report,
-//! events, outbox, the duplicate link, the stored response) in one statement; commit. The live
-//! index hears of the report after commit.
+//! events, outbox, the duplicate link, the stored response) in one call of `intake_write`;
+//! commit. The live index hears of the report after commit.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -142,7 +142,7 @@ pub async fn submit(
     Ok(Outcome::Created(Box::new(report)))
 }
 
-/// Writes the planned report in one statement, drawing its reference (again on the rare
+/// Writes the planned report in one call, drawing its reference (again on the rare
 /// collision). Returns its change sequence and the parent as it now is.
 #[expect(
     clippy::too_many_arguments,

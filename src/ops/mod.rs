@@ -3,6 +3,7 @@
 
 pub mod forwarded;
 pub mod metrics;
+pub mod store;
 
 use std::time::{Duration, Instant};
 
@@ -28,12 +29,9 @@ pub fn router() -> Router<AppState> {
 
 /// Ready when the database answers and the live index is loaded.
 async fn ready(State(state): State<AppState>) -> Response {
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let db = tokio::time::timeout(Duration::from_secs(2), store::ping(&state.pool))
+        .await
+        .is_ok_and(|r| r.is_ok());
     let index = state.spatial_index.is_loaded();
     let body = serde_json::json!({
         "database": if db { "up" } else { "down" },

@@ -10,14 +10,36 @@ use super::model::HistoryEvent;
 use crate::domain::{Actor, CONSENT_TEXT, Channel, Contact, Report, ReportKey, Status};
 use crate::geo::BBox;
 
-/// The columns that make a [`Report`], for `SELECT ... FROM reports r`.
-pub const REPORT_COLUMNS: &str =
+/// The columns that make a [`Report`], for `SELECT ... FROM reports r` built at run time
+/// ([`list`]).
+const REPORT_COLUMNS: &str =
     "r.id, r.reference, r.external_id, r.service_code, r.status, r.status_notes,
     r.description, r.address, r.zipcode, r.agency, r.channel,
     ST_X(r.location) AS lon, ST_Y(r.location) AS lat, r.h3_cell,
     r.requested_at, r.updated_at, r.closed_at, r.due_at, r.duplicate_of,
     (SELECT p.reference FROM reports p WHERE p.id = r.duplicate_of) AS duplicate_of_reference,
     r.supporters, r.media_url, r.attributes, r.hidden, r.change_seq";
+
+/// `SELECT` [`REPORT_COLUMNS`] `FROM reports r` + `$rest`, checked at compile time: the same
+/// columns, spelt out again because sqlx's macros take literals only, with the overrides they
+/// need (`lon`/`lat` are never NULL, `status` decodes into [`Status`]).
+macro_rules! select_reports {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Report,
+            r#"SELECT r.id, r.reference, r.external_id, r.service_code,
+                r.status AS "status: Status", r.status_notes, r.description, r.address,
+                r.zipcode, r.agency, r.channel, ST_X(r.location) AS "lon!",
+                ST_Y(r.location) AS "lat!", r.h3_cell, r.requested_at, r.updated_at,
+                r.closed_at, r.due_at, r.duplicate_of,
+                (SELECT p.reference FROM reports p WHERE p.id = r.duplicate_of)
+                    AS duplicate_of_reference,
+                r.supporters, r.media_url, r.attributes, r.hidden, r.change_seq
+             FROM reports r "# + $rest
+            $(, $arg)*
+        )
+    };
+}
 
 /// Stores the contact a report came with, and what its owner agreed to.
 pub async fn insert_contact(
@@ -41,8 +63,7 @@ async fn consent_text(
     if channel != Channel::Open311 {
         return Ok(CONSENT_TEXT.to_owned());
     }
-    let client: Option<String> = sqlx::query_scalar("SELECT name FROM api_tokens WHERE id = $1")
-        .bind(actor.token)
+    let client = sqlx::query_scalar!("SELECT name FROM api_tokens WHERE id = $1", actor.token)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(format!(
@@ -58,17 +79,17 @@ async fn insert_reporter(
     consent_text: &str,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO reporters (id, name, email, phone, consent_at, consent_text, notify)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        id,
+        c.name,
+        c.email.as_ref().map(crate::domain::Email::as_str),
+        c.phone.as_ref().map(crate::domain::Phone::as_written),
+        now,
+        consent_text,
+        c.notify,
     )
-    .bind(id)
-    .bind(&c.name)
-    .bind(c.email.as_ref().map(crate::domain::Email::as_str))
-    .bind(c.phone.as_ref().map(crate::domain::Phone::as_written))
-    .bind(now)
-    .bind(consent_text)
-    .bind(c.notify)
     .execute(&mut *conn)
     .await?;
     Ok(id)
@@ -89,11 +110,14 @@ pub async fn subscribe(
     report: Uuid,
     reporter: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO report_subscriptions (report_id, reporter_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(report)
-        .bind(reporter)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO report_subscriptions (report_id, reporter_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+        report,
+        reporter
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -112,19 +136,19 @@ pub async fn insert_event(
     actor: Actor<'_>,
     data: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO report_events (id, report_id, kind, from_status, to_status, note, actor_role, actor_token, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        Uuid::now_v7(),
+        report,
+        kind,
+        from.map(Status::as_str),
+        to.map(Status::as_str),
+        note,
+        actor.role,
+        actor.token,
+        data,
     )
-    .bind(Uuid::now_v7())
-    .bind(report)
-    .bind(kind)
-    .bind(from.map(Status::as_str))
-    .bind(to.map(Status::as_str))
-    .bind(note)
-    .bind(actor.role)
-    .bind(actor.token)
-    .bind(data)
     .execute(conn)
     .await?;
     Ok(())
@@ -137,23 +161,22 @@ pub async fn outbox(
     kind: &str,
     payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO outbox (id, report_id, kind, payload) VALUES ($1, $2, $3, $4)")
-        .bind(Uuid::now_v7())
-        .bind(report)
-        .bind(kind)
-        .bind(payload)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO outbox (id, report_id, kind, payload) VALUES ($1, $2, $3, $4)",
+        Uuid::now_v7(),
+        report,
+        kind,
+        payload
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Report>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {REPORT_COLUMNS} FROM reports r WHERE r.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    select_reports!("WHERE r.id = $1", id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Public reports with these ids, in no particular order (the caller orders them).
@@ -161,12 +184,9 @@ pub async fn fetch_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Report>, sqlx
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(&format!(
-        "SELECT {REPORT_COLUMNS} FROM reports r WHERE r.id = ANY($1) AND NOT r.hidden"
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    select_reports!("WHERE r.id = ANY($1) AND NOT r.hidden", ids)
+        .fetch_all(pool)
+        .await
 }
 
 /// The histories of several reports in one query, each oldest first.
@@ -174,45 +194,43 @@ pub async fn histories(
     pool: &PgPool,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<HistoryEvent>>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        report_id: Uuid,
-        #[sqlx(flatten)]
-        event: HistoryEvent,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT report_id, at, kind, from_status, to_status, note, actor_role, data FROM report_events
          WHERE report_id = ANY($1) ORDER BY report_id, at, id",
+        ids
     )
-    .bind(ids)
     .fetch_all(pool)
     .await?;
     let mut out: HashMap<Uuid, Vec<HistoryEvent>> = HashMap::new();
-    for row in rows {
-        out.entry(row.report_id).or_default().push(row.event);
+    for r in rows {
+        out.entry(r.report_id).or_default().push(HistoryEvent {
+            at: r.at,
+            kind: r.kind,
+            from_status: r.from_status,
+            to_status: r.to_status,
+            note: r.note,
+            actor_role: r.actor_role,
+            data: Some(r.data),
+        });
     }
     Ok(out)
 }
 
 /// Finds a report by its id, its reference or its imported id.
 pub async fn find(pool: &PgPool, key: &ReportKey) -> Result<Option<Report>, sqlx::Error> {
-    let q = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE ");
     match key {
         ReportKey::Id(id) => {
-            sqlx::query_as(&(q + "r.id = $1"))
-                .bind(id)
+            select_reports!("WHERE r.id = $1", id)
                 .fetch_optional(pool)
                 .await
         }
         ReportKey::Reference(reference) => {
-            sqlx::query_as(&(q + "r.reference = $1"))
-                .bind(reference.as_str())
+            select_reports!("WHERE r.reference = $1", reference.as_str())
                 .fetch_optional(pool)
                 .await
         }
         ReportKey::External(external) => {
-            sqlx::query_as(&(q + "r.external_id = $1"))
-                .bind(external)
+            select_reports!("WHERE r.external_id = $1", external)
                 .fetch_optional(pool)
                 .await
         }
@@ -221,22 +239,16 @@ pub async fn find(pool: &PgPool, key: &ReportKey) -> Result<Option<Report>, sqlx
 
 /// Locks a report row for an update in the caller's transaction.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Report>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {REPORT_COLUMNS} FROM reports r WHERE r.id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    select_reports!("WHERE r.id = $1 FOR UPDATE", id)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryEvent>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT at, kind, from_status, to_status, note, actor_role, data FROM report_events
-         WHERE report_id = $1 ORDER BY at, id",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await
+    Ok(histories(pool, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default())
 }
 
 /// Sets a report's status in the caller's transaction; closing stamps `closed_at`.
@@ -247,17 +259,17 @@ pub async fn set_status(
     note: Option<&str>,
     duplicate_of: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE reports SET status = $2, status_notes = COALESCE($3, status_notes), updated_at = now(),
              closed_at = CASE WHEN $4 THEN NULL ELSE COALESCE(closed_at, now()) END,
              duplicate_of = $5
          WHERE id = $1",
+        id,
+        status.as_str(),
+        note,
+        status.is_open(),
+        duplicate_of,
     )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(note)
-    .bind(status.is_open())
-    .bind(duplicate_of)
     .execute(conn)
     .await?;
     Ok(())
@@ -329,7 +341,7 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
 }
 
 pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM reports")
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM reports"#)
         .fetch_one(pool)
         .await
 }

@@ -12,9 +12,25 @@ use crate::catalogue::Catalogue;
 use crate::domain::Status;
 use crate::geo::Position;
 
+/// The columns of an [`IndexRow`] over `reports r`, for [`nearby`] (built at run time).
 const COLUMNS: &str = "r.id, r.reference, ST_X(r.location) AS lon, ST_Y(r.location) AS lat,
     r.service_code, r.status, r.requested_at, r.updated_at, r.supporters, r.duplicate_of,
     r.h3_cell, r.change_seq, r.hidden";
+
+/// `SELECT` [`COLUMNS`] `FROM reports r` + `$rest`, checked at compile time: the same columns
+/// as one literal (sqlx's macros take literals only), with the overrides they need.
+macro_rules! select_index_rows {
+    ($rest:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            IndexRow,
+            r#"SELECT r.id, r.reference, ST_X(r.location) AS "lon!", ST_Y(r.location) AS "lat!",
+                r.service_code, r.status AS "status: Status", r.requested_at, r.updated_at,
+                r.supporters, r.duplicate_of, r.h3_cell, r.change_seq, r.hidden
+             FROM reports r "# + $rest
+            $(, $arg)*
+        )
+    };
+}
 
 /// One report as the index reads it.
 #[derive(sqlx::FromRow)]
@@ -24,7 +40,6 @@ pub struct IndexRow {
     pub lon: f64,
     pub lat: f64,
     pub service_code: String,
-    #[sqlx(try_from = "String")]
     pub status: Status,
     pub requested_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -83,8 +98,7 @@ pub async fn for_each_visible(
     pool: &PgPool,
     mut each: impl FnMut(IndexRow),
 ) -> Result<(), sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM reports r WHERE NOT r.hidden");
-    let mut rows = sqlx::query_as::<_, IndexRow>(&sql).fetch(pool);
+    let mut rows = select_index_rows!("WHERE NOT r.hidden").fetch(pool);
     while let Some(row) = rows.try_next().await? {
         each(row);
     }
@@ -93,22 +107,16 @@ pub async fn for_each_visible(
 
 /// The current rows of these reports, hidden ones included (the index removes those).
 pub async fn by_ids(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<IndexRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM reports r WHERE r.id = ANY($1)"
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    select_index_rows!("WHERE r.id = ANY($1)", ids)
+        .fetch_all(pool)
+        .await
 }
 
 /// Every report changed after change number `after`, hidden ones included, oldest first.
 pub async fn changed_since(pool: &PgPool, after: i64) -> Result<Vec<IndexRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM reports r WHERE r.change_seq > $1 ORDER BY r.change_seq"
-    ))
-    .bind(after)
-    .fetch_all(pool)
-    .await
+    select_index_rows!("WHERE r.change_seq > $1 ORDER BY r.change_seq", after)
+        .fetch_all(pool)
+        .await
 }
 
 /// A row of [`nearby`] with its distance from the query centre.

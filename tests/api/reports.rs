@@ -389,3 +389,51 @@ async fn an_unknown_imported_id_in_a_path_is_a_404(pool: PgPool) {
     let (status, problem) = app.get_json("/api/v1/reports/1-870704831").await;
     assert_eq!(status, 404, "{problem}");
 }
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn an_intake_write_whose_reference_is_taken_writes_nothing(pool: PgPool) {
+    // The intake draws another reference when `intake_write` returns no row: it must also have
+    // written nothing, link and stored response included.
+    use citypin::domain::Actor;
+    use citypin::intake::store::{IntakeLink, IntakeWrite, insert_intake};
+    let app = TestApp::spawn(pool).await;
+    let (status, first) = app.post_report(&pothole(), &key()).await;
+    assert_eq!(status, 201, "{first}");
+    let mut conn = app.pool.acquire().await.unwrap();
+    let stored =
+        citypin::reports::store::fetch(&mut conn, first["id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    let mut twin = stored.clone();
+    twin.id = uuid::Uuid::now_v7();
+    let data = json!({"score": 1.0});
+    let body = json!({"id": twin.id});
+    let write = IntakeWrite {
+        report: &twin,
+        reporter: None,
+        actor: Actor {
+            role: "citizen",
+            token: None,
+        },
+        link: Some(IntakeLink {
+            parent: stored.id,
+            parent_note: "linked",
+            data: &data,
+        }),
+        response: Some(("public", "a-key", &body)),
+    };
+    let counts = "SELECT (SELECT count(*) FROM reports) + (SELECT count(*) FROM report_events)
+        + (SELECT count(*) FROM outbox) + (SELECT sum(supporters) FROM reports)::bigint";
+    let before: i64 = sqlx::query_scalar(counts)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let written = insert_intake(&mut conn, &write).await.unwrap();
+    assert!(written.is_none(), "a taken reference returns no row");
+    let after: i64 = sqlx::query_scalar(counts)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "nothing written");
+}
