@@ -148,7 +148,7 @@ pub struct Settings {
     /// The slowest average rate a photo upload may arrive at, after `upload_idle`.
     pub upload_min_bytes_per_sec: u64,
     /// Reverse proxies whose forwarding headers name the public base URL.
-    pub trusted_proxies: Vec<crate::ops::forwarded::ProxyNet>,
+    pub trusted_proxies: Vec<crate::net::ProxyNet>,
     pub reconcile_every: Duration,
     /// Where photo files are kept; `None` means `data_dir/photos`.
     pub photo_dir: Option<PathBuf>,
@@ -330,7 +330,7 @@ impl Settings {
                     s.upload_min_bytes_per_sec = parse("CITYPIN_UPLOAD_MIN_BYTES_PER_SEC", &value)?;
                 }
                 "CITYPIN_TRUSTED_PROXIES" => {
-                    s.trusted_proxies = crate::ops::forwarded::parse_list(&value)
+                    s.trusted_proxies = crate::net::parse_list(&value)
                         .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;
                 }
                 "CITYPIN_RECONCILE_SECS" => {

@@ -30,6 +30,8 @@ pub mod idempotency;
 pub mod import;
 /// New reports: JSON or multipart with photos, one transaction with dedup and idempotency.
 pub mod intake;
+/// Networks of trusted reverse proxies, and whether an address is in one.
+pub mod net;
 /// OGC API – Features: incidents, areas and hotspots for GIS clients.
 pub mod ogc;
 /// Open311 GeoReport v2 in XML and JSON.

@@ -1235,7 +1235,7 @@ async fn discovery_url(app: &TestApp, headers: &[(&str, &str)]) -> String {
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
 async fn discovery_names_the_public_url_a_trusted_proxy_forwards(pool: PgPool) {
     let settings = citypin::config::Settings {
-        trusted_proxies: citypin::ops::forwarded::parse_list("127.0.0.0/8").unwrap(),
+        trusted_proxies: citypin::net::parse_list("127.0.0.0/8").unwrap(),
         ..Default::default()
     };
     let app = TestApp::spawn_with(pool, settings).await;
