@@ -42,7 +42,8 @@ impl Report {
     }
 
     pub fn position(&self) -> Position {
-        Position::new(self.lon, self.lat)
-            .unwrap_or_else(|_| unreachable!("the database CHECK keeps positions valid"))
+        Position::new(self.lon, self.lat).unwrap_or_else(|_| {
+            unreachable!("reports::store hands out only rows whose location maps")
+        })
     }
 }

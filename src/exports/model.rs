@@ -210,13 +210,30 @@ pub struct IncidentRow {
     pub hidden: bool,
 }
 
+/// A row whose location maps to no position (already logged and counted): the stores skip it
+/// (`exports::store::skip_unmappable`) instead of failing the export or the page.
+#[derive(Debug, thiserror::Error)]
+#[error("the row's location is not a valid point")]
+pub struct Unmappable;
+
+/// Whether `e` is [`Unmappable`]: a row to skip, not a failure.
+pub fn is_unmappable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Decode(inner) if inner.is::<Unmappable>())
+}
+
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for IncidentRow {
     /// By position, in the order of `exports::store::COLUMNS`: a million-row export would
     /// otherwise look every column up by name in every row.
     fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
+        let id = row.try_get(0)?;
+        let Some(position) =
+            crate::ops::metrics::stored_position("exports", id, row.try_get(9)?, row.try_get(10)?)
+        else {
+            return Err(sqlx::Error::Decode(Box::new(Unmappable)));
+        };
         Ok(Self {
-            id: row.try_get(0)?,
+            id,
             reference: row.try_get(1)?,
             service_code: row.try_get(2)?,
             status: row.try_get(3)?,
@@ -225,8 +242,8 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for IncidentRow {
             address: row.try_get(6)?,
             zipcode: row.try_get(7)?,
             channel: row.try_get(8)?,
-            lon: row.try_get(9)?,
-            lat: row.try_get(10)?,
+            lon: position.lon(),
+            lat: position.lat(),
             requested_at: row.try_get(11)?,
             updated_at: row.try_get(12)?,
             closed_at: row.try_get(13)?,

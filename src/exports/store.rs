@@ -1,11 +1,13 @@
 //! All SQL of the exports: incidents selected by the shared filter, streamed or paged by key.
 //! The `reporters` table is never named here: no query can reach personal data.
 
+use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use futures_util::stream::BoxStream;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::model::{IncidentFilter, IncidentRow, TimeFilter};
+use super::model::{IncidentFilter, IncidentRow, TimeFilter, is_unmappable};
 
 /// The columns of an [`IncidentRow`], public and operational; never personal data. Read by
 /// position: keep this order and `IncidentRow::from_row` in step.
@@ -57,7 +59,16 @@ pub fn stream<'a>(
     pool: &'a PgPool,
     q: &'a mut QueryBuilder<'static, Postgres>,
 ) -> BoxStream<'a, Result<IncidentRow, sqlx::Error>> {
-    q.build_query_as::<IncidentRow>().fetch(pool)
+    skip_unmappable(q.build_query_as::<IncidentRow>().fetch(pool))
+}
+
+/// Drops the rows whose location maps to no position (each logged and counted as it was
+/// decoded), so one bad row never fails a whole export or page.
+fn skip_unmappable(
+    rows: BoxStream<'_, Result<IncidentRow, sqlx::Error>>,
+) -> BoxStream<'_, Result<IncidentRow, sqlx::Error>> {
+    rows.filter(|r| std::future::ready(!matches!(r, Err(e) if is_unmappable(e))))
+        .boxed()
 }
 
 /// One page in id order after `after` (keyset pagination: stable while rows are added, and
@@ -74,7 +85,9 @@ pub async fn page(
         q.push(" AND r.id > ").push_bind(after);
     }
     q.push(" ORDER BY r.id LIMIT ").push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+    skip_unmappable(q.build_query_as::<IncidentRow>().fetch(pool))
+        .try_collect()
+        .await
 }
 
 /// How many incidents match a filter (OGC `numberMatched`).
@@ -90,17 +103,15 @@ pub async fn one(
     id: Uuid,
     include_hidden: bool,
 ) -> Result<Option<IncidentRow>, sqlx::Error> {
-    // COLUMNS, checked: one literal for sqlx's macro, with the overrides it needs.
-    sqlx::query_as!(
-        IncidentRow,
-        r#"SELECT r.id, r.reference, r.service_code, r.status, r.status_notes, r.description,
-             r.address, r.zipcode, r.channel, ST_X(r.location) AS "lon!",
-             ST_Y(r.location) AS "lat!", r.requested_at, r.updated_at, r.closed_at,
-             r.supporters, r.duplicate_of, r.agency, r.due_at, r.external_id, r.hidden
-         FROM reports r WHERE r.id = $1 AND (NOT r.hidden OR $2)"#,
-        id,
-        include_hidden
-    )
-    .fetch_optional(pool)
-    .await
+    // Built at run time like the others: `IncidentRow::from_row` is what skips an unmappable
+    // row (a checked macro would build the struct itself).
+    let mut q = QueryBuilder::new(format!("SELECT {COLUMNS} FROM reports r WHERE r.id = "));
+    q.push_bind(id)
+        .push(" AND (NOT r.hidden OR ")
+        .push_bind(include_hidden)
+        .push(")");
+    match q.build_query_as::<IncidentRow>().fetch_optional(pool).await {
+        Err(e) if is_unmappable(&e) => Ok(None),
+        other => other,
+    }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics in the text exposition format.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,6 +14,42 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::app::AppState;
+use crate::geo::Position;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReaderLabels {
+    pub reader: &'static str,
+}
+
+/// Rows skipped because their location maps to no position (`POINT EMPTY`, NaN, out of
+/// range): process-wide, since the stores that meet them take a pool, not the metrics.
+static UNMAPPABLE_ROWS: LazyLock<Family<ReaderLabels, Counter>> = LazyLock::new(Family::default);
+
+/// The position of a stored row, or `None` (after one error log naming only its id, and a
+/// count in `citypin_unmappable_rows_total{reader}`) when its location maps to none: one bad
+/// row is skipped by `reader`, never fails a whole answer, a sync or start-up.
+pub fn stored_position(
+    reader: &'static str,
+    id: uuid::Uuid,
+    lon: Option<f64>,
+    lat: Option<f64>,
+) -> Option<Position> {
+    if let Some(p) = lon
+        .zip(lat)
+        .and_then(|(lon, lat)| Position::new(lon, lat).ok())
+    {
+        return Some(p);
+    }
+    tracing::error!(
+        report.id = %id,
+        reader,
+        "report row has no valid point location; skipped (see migration 0013)"
+    );
+    UNMAPPABLE_ROWS
+        .get_or_create(&ReaderLabels { reader })
+        .inc();
+    None
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -56,6 +93,11 @@ impl Default for Metrics {
             "spatial_index_incidents",
             "Incidents held by the live index",
             index_incidents.clone(),
+        );
+        registry.register(
+            "unmappable_rows",
+            "Report rows skipped because their location is not a valid point, by reader",
+            UNMAPPABLE_ROWS.clone(),
         );
         Self {
             registry,

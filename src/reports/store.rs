@@ -22,15 +22,15 @@ const REPORT_COLUMNS: &str =
 
 /// `SELECT` [`REPORT_COLUMNS`] `FROM reports r` + `$rest`, checked at compile time: the same
 /// columns, spelt out again because sqlx's macros take literals only, with the overrides they
-/// need (`lon`/`lat` are never NULL, `status` decodes into [`Status`]).
+/// need (`status` decodes into [`Status`]; `lon`/`lat` stay nullable: an empty point has none).
 macro_rules! select_reports {
     ($rest:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
-            Report,
+            ReportRow,
             r#"SELECT r.id, r.reference, r.external_id, r.service_code,
                 r.status AS "status: Status", r.status_notes, r.description, r.address,
-                r.zipcode, r.agency, r.channel, ST_X(r.location) AS "lon!",
-                ST_Y(r.location) AS "lat!", r.h3_cell, r.requested_at, r.updated_at,
+                r.zipcode, r.agency, r.channel, ST_X(r.location) AS lon,
+                ST_Y(r.location) AS lat, r.h3_cell, r.requested_at, r.updated_at,
                 r.closed_at, r.due_at, r.duplicate_of,
                 (SELECT p.reference FROM reports p WHERE p.id = r.duplicate_of)
                     AS duplicate_of_reference,
@@ -39,6 +39,71 @@ macro_rules! select_reports {
             $(, $arg)*
         )
     };
+}
+
+/// A report row as read, before its location is known to map to a position.
+#[derive(sqlx::FromRow)]
+struct ReportRow {
+    id: Uuid,
+    reference: String,
+    external_id: Option<String>,
+    service_code: String,
+    status: Status,
+    status_notes: Option<String>,
+    description: String,
+    address: Option<String>,
+    zipcode: Option<String>,
+    agency: Option<String>,
+    channel: String,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    h3_cell: i64,
+    requested_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+    due_at: Option<DateTime<Utc>>,
+    duplicate_of: Option<Uuid>,
+    duplicate_of_reference: Option<String>,
+    supporters: i32,
+    media_url: Option<String>,
+    attributes: serde_json::Value,
+    hidden: bool,
+    change_seq: i64,
+}
+
+impl ReportRow {
+    /// The [`Report`], or `None` (logged and counted) when its location maps to no position:
+    /// every `Report` this module hands out has a valid one.
+    fn mapped(self) -> Option<Report> {
+        let p = crate::ops::metrics::stored_position("reports", self.id, self.lon, self.lat)?;
+        Some(Report {
+            id: self.id,
+            reference: self.reference,
+            external_id: self.external_id,
+            service_code: self.service_code,
+            status: self.status,
+            status_notes: self.status_notes,
+            description: self.description,
+            address: self.address,
+            zipcode: self.zipcode,
+            agency: self.agency,
+            channel: self.channel,
+            lon: p.lon(),
+            lat: p.lat(),
+            h3_cell: self.h3_cell,
+            requested_at: self.requested_at,
+            updated_at: self.updated_at,
+            closed_at: self.closed_at,
+            due_at: self.due_at,
+            duplicate_of: self.duplicate_of,
+            duplicate_of_reference: self.duplicate_of_reference,
+            supporters: self.supporters,
+            media_url: self.media_url,
+            attributes: self.attributes,
+            hidden: self.hidden,
+            change_seq: self.change_seq,
+        })
+    }
 }
 
 /// Stores the contact a report came with, and what its owner agreed to.
@@ -177,6 +242,7 @@ pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Report>, 
     select_reports!("WHERE r.id = $1", id)
         .fetch_optional(conn)
         .await
+        .map(|r| r.and_then(ReportRow::mapped))
 }
 
 /// Public reports with these ids, in no particular order (the caller orders them).
@@ -184,9 +250,10 @@ pub async fn fetch_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Report>, sqlx
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    select_reports!("WHERE r.id = ANY($1) AND NOT r.hidden", ids)
+    let rows = select_reports!("WHERE r.id = ANY($1) AND NOT r.hidden", ids)
         .fetch_all(pool)
-        .await
+        .await?;
+    Ok(rows.into_iter().filter_map(ReportRow::mapped).collect())
 }
 
 /// The histories of several reports in one query, each oldest first.
@@ -219,21 +286,20 @@ pub async fn histories(
 /// Finds a report by its id, its reference or its imported id.
 pub async fn find(pool: &PgPool, key: &ReportKey) -> Result<Option<Report>, sqlx::Error> {
     match key {
-        ReportKey::Id(id) => {
-            select_reports!("WHERE r.id = $1", id)
-                .fetch_optional(pool)
-                .await
-        }
+        ReportKey::Id(id) => select_reports!("WHERE r.id = $1", id)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.and_then(ReportRow::mapped)),
         ReportKey::Reference(reference) => {
             select_reports!("WHERE r.reference = $1", reference.as_str())
                 .fetch_optional(pool)
                 .await
+                .map(|r| r.and_then(ReportRow::mapped))
         }
-        ReportKey::External(external) => {
-            select_reports!("WHERE r.external_id = $1", external)
-                .fetch_optional(pool)
-                .await
-        }
+        ReportKey::External(external) => select_reports!("WHERE r.external_id = $1", external)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.and_then(ReportRow::mapped)),
     }
 }
 
@@ -242,6 +308,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Report>, s
     select_reports!("WHERE r.id = $1 FOR UPDATE", id)
         .fetch_optional(conn)
         .await
+        .map(|r| r.and_then(ReportRow::mapped))
 }
 
 pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryEvent>, sqlx::Error> {
@@ -337,7 +404,8 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Report>, sqlx::Er
         .push_bind(f.limit)
         .push(" OFFSET ")
         .push_bind(f.offset);
-    q.build_query_as().fetch_all(pool).await
+    let rows: Vec<ReportRow> = q.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().filter_map(ReportRow::mapped).collect())
 }
 
 pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {

@@ -110,9 +110,11 @@ async fn nearby(
         .await?;
         let hits: Vec<Hit> = rows
             .into_iter()
-            .map(|r| Hit {
-                incident: r.row.to_incident(&state.catalogue),
-                distance_m: r.distance_m,
+            .filter_map(|r| {
+                Some(Hit {
+                    incident: r.row.to_incident(&state.catalogue)?,
+                    distance_m: r.distance_m,
+                })
             })
             .collect();
         let features = hits.iter().map(|h| {

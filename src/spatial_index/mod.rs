@@ -133,7 +133,7 @@ impl SpatialIndex {
     pub async fn load(&self, pool: &PgPool, catalogue: &Catalogue) -> Result<usize, sqlx::Error> {
         let mut records: Vec<Record> = Vec::new();
         store::for_each_visible(pool, |r| {
-            records.push(r.to_record(catalogue, &self.names));
+            records.extend(r.to_record(catalogue, &self.names));
         })
         .await?;
         records.shrink_to_fit();

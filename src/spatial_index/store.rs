@@ -18,12 +18,13 @@ const COLUMNS: &str = "r.id, r.reference, ST_X(r.location) AS lon, ST_Y(r.locati
     r.h3_cell, r.change_seq, r.hidden";
 
 /// `SELECT` [`COLUMNS`] `FROM reports r` + `$rest`, checked at compile time: the same columns
-/// as one literal (sqlx's macros take literals only), with the overrides they need.
+/// as one literal (sqlx's macros take literals only), with the overrides they need (`lon`/`lat`
+/// stay nullable: an empty point has none).
 macro_rules! select_index_rows {
     ($rest:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             IndexRow,
-            r#"SELECT r.id, r.reference, ST_X(r.location) AS "lon!", ST_Y(r.location) AS "lat!",
+            r#"SELECT r.id, r.reference, ST_X(r.location) AS lon, ST_Y(r.location) AS lat,
                 r.service_code, r.status AS "status: Status", r.requested_at, r.updated_at,
                 r.supporters, r.duplicate_of, r.h3_cell, r.change_seq, r.hidden
              FROM reports r "# + $rest
@@ -37,8 +38,8 @@ macro_rules! select_index_rows {
 pub struct IndexRow {
     pub id: Uuid,
     pub reference: String,
-    pub lon: f64,
-    pub lat: f64,
+    pub lon: Option<f64>,
+    pub lat: Option<f64>,
     pub service_code: String,
     pub status: Status,
     pub requested_at: chrono::DateTime<chrono::Utc>,
@@ -51,14 +52,18 @@ pub struct IndexRow {
 }
 
 impl IndexRow {
-    /// The query result type, as the index would return it for this row.
-    pub(crate) fn to_incident(&self, catalogue: &Catalogue) -> super::Incident {
-        super::Incident {
+    /// The row's position, or `None` (logged and counted) when its location maps to none: the
+    /// index skips such a row rather than fail a load or a sync.
+    pub(crate) fn position(&self) -> Option<Position> {
+        crate::ops::metrics::stored_position("spatial_index", self.id, self.lon, self.lat)
+    }
+
+    /// The query result type, as the index would return it for this row (`None`: unmappable).
+    pub(crate) fn to_incident(&self, catalogue: &Catalogue) -> Option<super::Incident> {
+        Some(super::Incident {
             id: self.id,
             reference: Arc::from(self.reference.as_str()),
-            // The CHECK constraint on `location` keeps stored coordinates in range.
-            position: Position::new(self.lon, self.lat)
-                .unwrap_or_else(|_| unreachable!("reports_location_valid")),
+            position: self.position()?,
             service_code: Arc::from(self.service_code.as_str()),
             group: Arc::from(super::group_of(catalogue, &self.service_code)),
             status: self.status,
@@ -68,16 +73,15 @@ impl IndexRow {
             duplicate_of: self.duplicate_of,
             h3_cell: self.h3_cell as u64,
             change_seq: self.change_seq,
-        }
+        })
     }
 
-    pub(crate) fn to_record(&self, catalogue: &Catalogue, names: &Names) -> Record {
-        Record {
+    /// The compact record of this row (`None`: unmappable).
+    pub(crate) fn to_record(&self, catalogue: &Catalogue, names: &Names) -> Option<Record> {
+        Some(Record {
             id: self.id,
             duplicate_of: self.duplicate_of.unwrap_or(Uuid::nil()),
-            // The CHECK constraint on `location` keeps stored coordinates in range.
-            position: Position::new(self.lon, self.lat)
-                .unwrap_or_else(|_| unreachable!("reports_location_valid")),
+            position: self.position()?,
             h3_cell: self.h3_cell as u64,
             change_seq: self.change_seq,
             requested_us: self.requested_at.timestamp_micros(),
@@ -87,7 +91,7 @@ impl IndexRow {
             service: names.intern(&self.service_code),
             group: names.intern(super::group_of(catalogue, &self.service_code)),
             status: self.status as u8,
-        }
+        })
     }
 }
 

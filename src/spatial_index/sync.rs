@@ -29,9 +29,11 @@ impl SpatialIndex {
         for row in rows {
             if row.hidden {
                 self.remove_at(row.id, row.change_seq);
-            } else {
-                let record = row.to_record(catalogue, &self.names);
+            } else if let Some(record) = row.to_record(catalogue, &self.names) {
                 self.apply(row.id, super::Change::Live(record));
+            } else {
+                // Unmappable (logged and counted): an older mappable version must not linger.
+                self.remove_at(row.id, row.change_seq);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! database per test (`#[sqlx::test]`). Run through `make test`, which starts the cluster.
 
 mod admission;
+mod bad_rows;
 mod connections;
 mod dedup;
 mod embedded_postgres;
