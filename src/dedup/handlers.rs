@@ -9,7 +9,7 @@ use super::decide::{self, Supporter};
 use super::model::{MergeBody, SimilarParams, SupportBody, UnmergeBody, round3};
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{ReportKey, optional_text};
+use crate::domain::{ReportKey, optional_multiline_text};
 use crate::error::{AppError, FieldError, Json, Path, Query, body_bytes, parse_json};
 use crate::geo::position_from_fields;
 use crate::idempotency::IdempotencyKey;
@@ -140,7 +140,7 @@ pub async fn merge(
 ) -> Result<Response, AppError> {
     caller.require(Role::is_field_staff, "merge reports")?;
     let mut errors = Vec::new();
-    let note = optional_text(body.note, "note", 2000, &mut errors);
+    let note = optional_multiline_text(body.note, "note", 2000, &mut errors);
     if body.into.trim().is_empty() {
         errors.push(FieldError::new("into", "is required: an id or a reference"));
     }
@@ -175,7 +175,7 @@ pub async fn unmerge(
         parse_json(&bytes)?
     };
     let mut errors = Vec::new();
-    let note = optional_text(body.note, "note", 2000, &mut errors);
+    let note = optional_multiline_text(body.note, "note", 2000, &mut errors);
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Email, Phone};
+use super::{Email, Phone, optional_text};
 use crate::error::FieldError;
 
 /// Contact details, every one already valid; at least one of them is present.
@@ -41,17 +41,7 @@ impl ContactBody {
     /// Open311's flat fields).
     pub fn parse(self, prefix: &str, errors: &mut Vec<FieldError>) -> Option<Contact> {
         let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        let name = present(self.name).and_then(|n| {
-            if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
-                errors.push(FieldError::new(
-                    format!("{prefix}name"),
-                    format!("must be at most {MAX_NAME_CHARS} printable characters"),
-                ));
-                None
-            } else {
-                Some(n)
-            }
-        });
+        let name = optional_text(self.name, &format!("{prefix}name"), MAX_NAME_CHARS, errors);
         let email = present(self.email).and_then(|e| {
             Email::parse(&e)
                 .map_err(|m| errors.push(FieldError::new(format!("{prefix}email"), m.to_string())))

@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, Contact, ContactBody, Description, ServiceCode, optional_text};
+use serde_json::{Map, Value};
+
+use crate::domain::{
+    Channel, Contact, ContactBody, Description, Lines, ServiceCode, optional_text, plain_text,
+};
 use crate::error::{AppError, FieldError};
 use crate::geo::{Position, position_from_fields};
 
@@ -136,6 +140,7 @@ impl NewReportBody {
                 format!("at most {MAX_ATTRIBUTES} attributes"),
             ));
         }
+        let attributes = parse_attributes(self.attributes, "attributes", &mut errors);
         match (service_code, position, description, channel) {
             (Some(service_code), Some(position), Some(description), Some(channel))
                 if errors.is_empty() =>
@@ -147,13 +152,67 @@ impl NewReportBody {
                     address,
                     zipcode: None,
                     channel,
-                    attributes: self.attributes,
+                    attributes,
                     media_url,
                     contact,
                 })
             }
             _ => Err(AppError::Invalid(errors)),
         }
+    }
+}
+
+/// Longest key inside `attributes`, in characters.
+const MAX_ATTRIBUTE_KEY_CHARS: usize = 100;
+
+/// The native API's `attributes`: any JSON object, nested values included (the service's form
+/// gives them meaning, not the API), but every string in it at any depth is free text under
+/// the one rule (several lines, at most [`Description::MAX_CHARS`] characters) and every key
+/// one line of at most [`MAX_ATTRIBUTE_KEY_CHARS`]. A refusal names the path:
+/// `attributes.depth`, `attributes.tags[1]`, `attributes.size.unit`.
+fn parse_attributes(
+    map: Map<String, Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in map {
+        let key = match plain_text(&key, MAX_ATTRIBUTE_KEY_CHARS, Lines::One) {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => {
+                errors.push(FieldError::new(path, "an attribute name must not be blank"));
+                continue;
+            }
+            Err(e) => {
+                errors.push(FieldError::new(path, format!("an attribute name {e}")));
+                continue;
+            }
+        };
+        let field = format!("{path}.{key}");
+        let value = attribute_value(value, &field, errors);
+        out.insert(key, value);
+    }
+    out
+}
+
+fn attribute_value(value: Value, field: &str, errors: &mut Vec<FieldError>) -> Value {
+    match value {
+        Value::String(s) => match plain_text(&s, Description::MAX_CHARS, Lines::Many) {
+            Ok(t) => Value::String(t),
+            Err(e) => {
+                errors.push(FieldError::new(field, e.to_string()));
+                Value::Null
+            }
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| attribute_value(v, &format!("{field}[{i}]"), errors))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(parse_attributes(map, field, errors)),
+        other => other,
     }
 }
 
@@ -208,12 +267,35 @@ mod tests {
     #[test]
     fn body_errors_name_every_field_at_fault() {
         let fields = fields_at_fault(serde_json::json!({
-            "service_code": "Pothole!", "lat": 91.0, "description": "<b>x</b>",
+            "service_code": "Pothole!", "lat": 91.0, "description": "bell\u{7}",
             "contact": {"email": "someone@example.org"}
         }));
         for f in ["service_code", "lon", "description", "contact.consent"] {
             assert!(fields.contains(&f.to_owned()), "{f} in {fields:?}");
         }
+    }
+
+    #[test]
+    fn attribute_strings_are_plain_text_at_any_depth() {
+        let body: NewReportBody = serde_json::from_value(serde_json::json!({
+            "service_code": "pothole", "lat": 1.0, "lon": 1.0,
+            "attributes": {"sign": " sign says <SLOW> ", "size": {"unit": "m", "tags": ["a", 2]}}
+        }))
+        .unwrap();
+        let report = body.parse(Channel::Web).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(report.attributes),
+            serde_json::json!({"sign": "sign says <SLOW>", "size": {"unit": "m", "tags": ["a", 2]}})
+        );
+    }
+
+    #[test]
+    fn a_control_character_in_an_attribute_is_refused_naming_its_path() {
+        let fields = fields_at_fault(serde_json::json!({
+            "service_code": "pothole", "lat": 1.0, "lon": 1.0,
+            "attributes": {"depth": "deep\u{0}", "size": {"tags": ["ok", "\u{1b}[2J"]}}
+        }));
+        assert_eq!(fields, vec!["attributes.depth", "attributes.size.tags[1]"]);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{datetime, w3c};
 use crate::catalogue::Service;
-use crate::domain::{Channel, ContactBody, Description, ServiceCode, optional_text};
+use crate::domain::{
+    Channel, ContactBody, Description, Lines, ServiceCode, optional_text, plain_text,
+};
 use crate::error::FieldError;
 use crate::geo::position_from_fields;
 use crate::intake::NewReport;
@@ -329,17 +331,21 @@ pub fn parse_attributes(
                 };
                 Value::String(w3c(t))
             }
-            "string" if v.contains(['\n', '\r']) => {
-                bad("must be a single line".into());
-                continue;
-            }
-            _ => match Description::parse(v) {
-                Ok(d) => Value::String(d.as_str().to_owned()),
-                Err(m) => {
-                    bad(m.to_string());
-                    continue;
+            // `string` is one line, `text` several (GeoReport v2); both under the one rule.
+            datatype => {
+                let lines = if datatype == "string" {
+                    Lines::One
+                } else {
+                    Lines::Many
+                };
+                match plain_text(v, Description::MAX_CHARS, lines) {
+                    Ok(t) => Value::String(t),
+                    Err(m) => {
+                        bad(m.to_string());
+                        continue;
+                    }
                 }
-            },
+            }
         };
         out.insert(def.code.clone(), value);
     }
@@ -416,7 +422,8 @@ mod tests {
     }}
 
     /// Checks the attribute pairs against a service defining DEPTH (required list), WIDTH
-    /// (number), TAGS (multivalue list) and INFO (not variable): the values and the fields
+    /// (number), TAGS (multivalue list), INFO (not variable), SIGN (string) and NOTE (text):
+    /// the values and the fields
     /// named in errors.
     fn check(
         pairs: &[(&str, &[&str])],
@@ -427,7 +434,9 @@ mod tests {
             {"variable": true, "code": "WIDTH", "datatype": "number", "required": false},
             {"variable": true, "code": "TAGS", "datatype": "multivaluelist", "required": false,
              "values": [{"key": "x", "name": "X"}, {"key": "y", "name": "Y"}]},
-            {"variable": false, "code": "INFO", "datatype": "text", "required": false}
+            {"variable": false, "code": "INFO", "datatype": "text", "required": false},
+            {"variable": true, "code": "SIGN", "datatype": "string", "required": false},
+            {"variable": true, "code": "NOTE", "datatype": "text", "required": false}
         ]));
         let given = pairs
             .iter()
@@ -451,6 +460,18 @@ mod tests {
         assert_eq!(out["TAGS"], serde_json::json!(["x", "y"]));
     }
 
+    #[test]
+    fn string_and_text_attributes_are_plain_text_kept_as_written() {
+        let (out, errs) = check(&[
+            ("DEPTH", &["deep"]),
+            ("SIGN", &[" sign says <SLOW> "]),
+            ("NOTE", &["<b>two</b>\r\nlines"]),
+        ]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(out["SIGN"], "sign says <SLOW>");
+        assert_eq!(out["NOTE"], "<b>two</b>\nlines");
+    }
+
     /// The attributes are refused, naming only `field`.
     fn the_attribute_is_refused(pairs: &[(&str, &[&str])], field: &str) {
         assert_eq!(check(pairs).1, vec![field], "{pairs:?}");
@@ -467,6 +488,12 @@ mod tests {
             &[("DEPTH", &["deep"]), ("INFO", &["x"])], "attribute[INFO]";
         an_unknown_attribute_is_refused:
             &[("DEPTH", &["deep"]), ("COLOUR", &["red"])], "attribute[COLOUR]";
+        a_control_character_in_a_string_attribute_is_refused:
+            &[("DEPTH", &["deep"]), ("SIGN", &["slow\u{7}"])], "attribute[SIGN]";
+        a_control_character_in_a_text_attribute_is_refused:
+            &[("DEPTH", &["deep"]), ("NOTE", &["a\u{0}b"])], "attribute[NOTE]";
+        a_line_break_in_a_string_attribute_is_refused:
+            &[("DEPTH", &["deep"]), ("SIGN", &["two\nlines"])], "attribute[SIGN]";
     }}
 
     #[test]
@@ -502,8 +529,10 @@ mod tests {
         a_longitude_past_180_is_refused: b"lat=1&long=200", "long";
         a_latitude_that_is_not_a_number_is_refused: b"lat=x&long=1", "lat";
         an_address_without_a_position_is_refused: b"address_string=1+Main+St", "lat";
-        a_description_with_markup_is_refused:
-            b"lat=1&long=1&description=%3Cb%3Ehi%3C%2Fb%3E", "description";
+        a_description_with_a_control_character_is_refused:
+            b"lat=1&long=1&description=bell%07", "description";
+        an_address_with_a_control_character_is_refused:
+            b"lat=1&long=1&address_string=1+Main%1B+St", "address_string";
         an_email_that_is_not_an_address_is_refused: b"lat=1&long=1&email=nope", "email";
         a_media_url_that_is_not_http_is_refused: b"lat=1&long=1&media_url=ftp%3A%2F%2Fx", "media_url";
     }}

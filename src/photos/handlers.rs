@@ -11,7 +11,7 @@ use super::store;
 use super::upload::{is_multipart, read_upload};
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{ReportKey, optional_text};
+use crate::domain::{ReportKey, optional_multiline_text};
 use crate::error::{AppError, Path};
 use crate::ops::forwarded::PeerIp;
 
@@ -41,7 +41,7 @@ pub async fn add(
             .ok_or_else(|| AppError::invalid("kind", "must be before, after or other"))?,
     };
     let mut errors = Vec::new();
-    let note = optional_text(upload.take("note"), "note", 2000, &mut errors);
+    let note = optional_multiline_text(upload.take("note"), "note", 2000, &mut errors);
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }

@@ -8,7 +8,7 @@ use super::model::{HistoryEvent, StatusChangeBody};
 use super::{find_visible, store, view};
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{ReportKey, Status, optional_text};
+use crate::domain::{ReportKey, Status, optional_multiline_text};
 use crate::error::{AppError, Json, Path};
 
 /// `GET /api/v1/services`: the catalogue as the web form needs it.
@@ -75,7 +75,7 @@ pub async fn change_status(
         AppError::invalid("status", format!("{:?} is not one of new, acknowledged, scheduled, in_progress, fixed, not_actionable, referred, cancelled", body.status))
     })?;
     let mut errors = Vec::new();
-    let note = optional_text(body.note, "note", 2000, &mut errors);
+    let note = optional_multiline_text(body.note, "note", 2000, &mut errors);
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }

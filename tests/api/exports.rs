@@ -812,3 +812,24 @@ async fn the_ogc_openapi_document_declares_only_what_each_collection_takes(pool:
     assert!(incidents.contains(&"open311_status".to_owned()));
     assert_eq!(areas, ["bbox", "limit", "cursor", "f"]);
 }
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_script_in_a_description_is_escaped_text_in_the_ogc_html_pages(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut report = pothole();
+    report["description"] = json!("<script>alert(1)</script>");
+    let (status, created) = app.post_report(&report, &key()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    for path in [
+        format!("/ogc/collections/incidents/items/{id}?f=html"),
+        "/ogc/collections/incidents/items?f=html".to_owned(),
+    ] {
+        let html = app.get_text(&path).await;
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: {html}"
+        );
+        assert!(!html.contains("<script"), "{path}: {html}");
+    }
+}

@@ -132,9 +132,22 @@ cases! { async body_is_refused {
         &json!({"service_code": "pothole", "lat": "NaN", "lon": -118.2}), 400, "lat";
     an_unknown_service_is_refused_naming_service_code:
         &json!({"service_code": "no-such-service", "lat": 34.0, "lon": -118.2}), 422, "service_code";
-    a_description_with_markup_is_refused_naming_description:
+    a_description_with_a_control_character_is_refused_naming_description:
         &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
-                "description": "<img src=x onerror=alert(1)>"}), 422, "description";
+                "description": "dark lamp\u{7}"}), 422, "description";
+    an_address_with_a_control_character_is_refused_naming_address:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "address": "1 Main St\u{1b}[2J"}), 422, "address";
+    an_address_of_two_lines_is_refused_naming_address:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "address": "1 Main St\nLos Angeles"}), 422, "address";
+    an_attribute_with_a_control_character_is_refused_naming_it:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "attributes": {"depth": "deep\u{0}"}}), 422, "attributes.depth";
+    a_nested_attribute_with_a_control_character_is_refused_naming_its_path:
+        &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
+                "attributes": {"size": {"notes": ["ok", "bad\u{8}"]}}}),
+        422, "attributes.size.notes[1]";
     a_description_of_4001_characters_is_refused_naming_description:
         &json!({"service_code": "pothole", "lat": 34.0, "lon": -118.2,
                 "description": "x".repeat(4001)}), 422, "description";
@@ -436,4 +449,79 @@ async fn an_intake_write_whose_reference_is_taken_writes_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(after, before, "nothing written");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Free text: one plain-text rule; what looks like markup is text, kept as written.
+
+const MARKUP_LOOKING: &str = "sign says <SLOW>";
+
+/// A report whose `field` (a top-level field, or `attributes.<name>`) holds `text`; its id.
+async fn report_with(app: &TestApp, field: &str, text: &str) -> String {
+    let mut body = pothole();
+    match field.strip_prefix("attributes.") {
+        Some(name) => body["attributes"] = json!({ name: text }),
+        None => body[field] = json!(text),
+    }
+    let (status, created) = app.post_report(&body, &key()).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+/// `sign says <SLOW>` in `field` is stored and read back as the same text.
+async fn markup_looking_text_is_kept(pool: PgPool, field: &str) {
+    let app = TestApp::spawn(pool).await;
+    let id = report_with(&app, field, MARKUP_LOOKING).await;
+    let read = if let Some(name) = field.strip_prefix("attributes.") {
+        let attributes: Value =
+            sqlx::query_scalar("SELECT attributes FROM reports WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_one(&app.pool)
+                .await
+                .expect("stored");
+        attributes[name].clone()
+    } else {
+        app.get_json(&format!("/api/v1/reports/{id}")).await.1[field].clone()
+    };
+    assert_eq!(read, MARKUP_LOOKING);
+}
+
+cases! { async markup_looking_text_is_kept {
+    markup_looking_text_in_a_description_is_kept_as_text: "description";
+    markup_looking_text_in_an_address_is_kept_as_text: "address";
+    markup_looking_text_in_an_attribute_is_kept_as_text: "attributes.sign";
+}}
+
+/// Posts a status change with `note` as crew: the status and the answer.
+async fn status_change_with_note(app: &TestApp, id: &str, note: &str) -> (u16, Value) {
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/reports/{id}/status")))
+        .bearer_auth(app.token(Role::Crew).await)
+        .json(&json!({"status": "in_progress", "note": note}))
+        .send()
+        .await
+        .expect("request");
+    (res.status().as_u16(), res.json().await.expect("json"))
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn markup_looking_text_in_a_status_note_is_kept_as_text(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = report_with(&app, "description", "dark lamp").await;
+    let note = format!("{MARKUP_LOOKING}\nsecond line");
+    let (status, body) = status_change_with_note(&app, &id, &note).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, history) = app.get_json(&format!("/api/v1/reports/{id}/history")).await;
+    assert_eq!(history["events"][1]["note"], note.as_str());
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_status_note_with_a_control_character_is_refused_naming_note(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = report_with(&app, "description", "dark lamp").await;
+    let (status, problem) = status_change_with_note(&app, &id, "crew\u{7} on site").await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "note");
+    assert_eq!(steps(&app, &id).await, [("created".into(), "new".into())]);
 }

@@ -334,3 +334,27 @@ test('analyst view filters the tiles and offers exports of the screen', async ()
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('markup-looking report text shows literally on the tracking page, never as markup', async () => {
+  const where = await freeSpot();
+  const { body: services } = await api('/open311/v2/services.json');
+  const description = `e2e ${run}: sign says <SLOW> <img src=x onerror="window.__injected=1"><b>bold?</b>`;
+  const address = `<i>200</i> N Spring St ${run}`;
+  const posted = await api('/api/v1/reports', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Idempotency-Key': `e2e-${run}-plain-text` },
+    body: JSON.stringify({ service_code: services[0].service_code, ...where, description, address }),
+  });
+  assert.equal(posted.status, 201, JSON.stringify(posted.body));
+  const { context, page, problems } = await openPage(PHONE);
+  await page.goto(`${BASE}/#/track/${encodeURIComponent(posted.body.reference)}`);
+  await page.waitForSelector('#track-report');
+  const text = await page.textContent('#track-report');
+  assert.ok(text.includes(description), `description shown as written: ${text}`);
+  assert.ok(text.includes(address), `address shown as written: ${text}`);
+  assert.equal(await page.locator('#track-report img, #track-report b, #track-report i').count(), 0, 'no element made from the text');
+  assert.equal(await page.evaluate(() => window.__injected), undefined);
+  await shot(page, '15-track-plain-text-phone');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
