@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::query::{Area, RequestsQuery};
@@ -12,7 +11,7 @@ use crate::app::AppState;
 use crate::domain::Report;
 use crate::domain::Source;
 use crate::reports::store::{self, ListFilter};
-use crate::spatial_index::Incident;
+use crate::spatial_index::Filter;
 
 /// One page of requests, and whether the list goes on past it.
 pub struct Page {
@@ -83,20 +82,27 @@ async fn from_spatial_index(
     q: &RequestsQuery,
     area: Area,
 ) -> Result<Page, sqlx::Error> {
-    let keep = |i: &Incident| passes(q, i);
-    let mut hits: Vec<(DateTime<Utc>, Uuid)> = match area {
+    // Status and service are tested on the index's compact records; the times on their
+    // microseconds. Only (requested_at, id) is kept per hit: the list is ordered by time.
+    let filter = Filter {
+        statuses: q.statuses.clone(),
+        service_codes: q.service_codes.clone(),
+    };
+    let (start, end, updated_after) = (
+        q.start.map(|t| t.timestamp_micros()),
+        q.end.map(|t| t.timestamp_micros()),
+        q.updated_after.map(|t| t.timestamp_micros()),
+    );
+    let keep = |requested: i64, updated: i64| {
+        start.is_none_or(|t| requested >= t)
+            && end.is_none_or(|t| requested <= t)
+            && updated_after.is_none_or(|t| updated > t)
+    };
+    let mut hits: Vec<(i64, Uuid)> = match area {
         Area::Circle { center, radius_m } => state
             .spatial_index
-            .nearby(center, radius_m, usize::MAX, keep)
-            .into_iter()
-            .map(|h| (h.incident.requested_at, h.incident.id))
-            .collect(),
-        Area::Box(b) => state
-            .spatial_index
-            .in_bbox(&b, keep)
-            .into_iter()
-            .map(|i| (i.requested_at, i.id))
-            .collect(),
+            .times_within(center, radius_m, &filter, keep),
+        Area::Box(b) => state.spatial_index.times_in_bbox(&b, &filter, keep),
     };
     // The order PostGIS uses for the same list, so pages line up whichever path answers.
     hits.sort_unstable_by(|a, b| b.cmp(a));
@@ -116,13 +122,4 @@ async fn from_spatial_index(
         reports: rows,
         has_next,
     })
-}
-
-/// Every non-spatial filter, applied to what the index knows of an incident.
-fn passes(q: &RequestsQuery, i: &Incident) -> bool {
-    (q.service_codes.is_empty() || q.service_codes.iter().any(|c| **c == *i.service_code))
-        && (q.statuses.is_empty() || q.statuses.contains(&i.status))
-        && q.start.is_none_or(|t| i.requested_at >= t)
-        && q.end.is_none_or(|t| i.requested_at <= t)
-        && q.updated_after.is_none_or(|t| i.updated_at > t)
 }

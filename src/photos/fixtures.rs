@@ -89,6 +89,46 @@ pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, gps: Option<(f64, f64)>)
     with_segment(jpeg, 0xE1, &payload)
 }
 
+/// [`with_exif`] with the GPS directory's "next IFD" offset set, as Python's piexif writes it
+/// (the specification wants 0 there; readers that insist on it see no GPS at all).
+pub fn with_exif_gps_next_ifd_set(jpeg: &[u8], gps: (f64, f64)) -> Vec<u8> {
+    let mut out = with_exif(jpeg, None, Some(gps));
+    // The APP1 segment follows SOI: FF D8 FF E1 <len:2> "Exif\0\0" <TIFF>.
+    let tiff = 2 + 2 + 2 + 6;
+    let big_endian = &out[tiff..tiff + 2] == b"MM";
+    let u16_at = |b: &[u8], at: usize| {
+        let v = [b[at], b[at + 1]];
+        if big_endian {
+            u16::from_be_bytes(v)
+        } else {
+            u16::from_le_bytes(v)
+        }
+    };
+    let u32_at = |b: &[u8], at: usize| {
+        let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if big_endian {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        }
+    };
+    let ifd0 = tiff + u32_at(&out, tiff + 4) as usize;
+    let entries = u16_at(&out, ifd0) as usize;
+    let gps_ifd = (0..entries)
+        .map(|i| ifd0 + 2 + 12 * i)
+        .find(|&e| u16_at(&out, e) == 0x8825)
+        .map(|e| tiff + u32_at(&out, e + 8) as usize)
+        .expect("a GPS directory");
+    let next = gps_ifd + 2 + 12 * u16_at(&out, gps_ifd) as usize;
+    let eight = if big_endian {
+        8u32.to_be_bytes()
+    } else {
+        8u32.to_le_bytes()
+    };
+    out[next..next + 4].copy_from_slice(&eight);
+    out
+}
+
 /// Adds an XMP packet (APP1) and an IPTC block (APP13), as photo editors write them.
 pub fn with_xmp_and_iptc(jpeg: &[u8]) -> Vec<u8> {
     let mut xmp = b"http://ns.adobe.com/xap/1.0/\0".to_vec();

@@ -226,7 +226,13 @@ fn gps_position(chunk: Vec<u8>) -> Option<Position> {
         Some(rest) => rest.to_vec(),
         None => chunk,
     };
-    let exif = exif::Reader::new().read_raw(tiff).ok()?;
+    // Common writers (Python's piexif among them) leave a non-zero "next IFD" offset after the
+    // GPS directory, which the strict reader refuses; the fields read before it are sound.
+    let exif = exif::Reader::new()
+        .continue_on_error(true)
+        .read_raw(tiff)
+        .or_else(|e| e.distill_partial_result(|_| ()))
+        .ok()?;
     let coordinate = |tag: Tag, reference: Tag, negative: u8| -> Option<f64> {
         let Value::Rational(parts) = &exif.get_field(tag, In::PRIMARY)?.value else {
             return None;
@@ -255,6 +261,17 @@ mod tests {
     use super::*;
     use crate::photos::fixtures;
     use crate::test_cases::cases;
+
+    #[test]
+    fn gps_is_read_when_the_writer_left_a_next_directory_offset_after_it() {
+        let jpeg = fixtures::with_exif_gps_next_ifd_set(
+            &fixtures::phone_photo(64, 48),
+            (34.0522, -118.2437),
+        );
+        let p = process(&jpeg).unwrap();
+        let gps = p.gps.expect("the GPS position");
+        assert!((gps.lat() - 34.0522).abs() < 1e-4 && (gps.lon() + 118.2437).abs() < 1e-4);
+    }
 
     #[test]
     fn a_jpeg_cut_to_a_tenth_of_its_bytes_is_undecodable() {

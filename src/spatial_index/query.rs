@@ -122,6 +122,45 @@ impl SpatialIndex {
         )
     }
 
+    /// The `(requested_at in µs, id)` of every incident within `radius_m` of `center` that
+    /// passes `filter` and `keep` (given the request and update times in µs), in no useful
+    /// order: lists ordered by time (Open311's) take only what they sort on, and no incident
+    /// is built for a hit the page will not show.
+    pub fn times_within(
+        &self,
+        center: Position,
+        radius_m: f64,
+        filter: &Filter,
+        keep: impl Fn(i64, i64) -> bool,
+    ) -> Vec<(i64, Uuid)> {
+        let compiled = Compiled::new(filter, &self.names);
+        self.collect(
+            center,
+            Some(radius_m),
+            usize::MAX,
+            &compiled,
+            |r| keep(r.requested_us, r.updated_us),
+            |r, _| (r.requested_us, r.id),
+        )
+    }
+
+    /// [`Self::times_within`] for a box.
+    pub fn times_in_bbox(
+        &self,
+        bbox: &BBox,
+        filter: &Filter,
+        keep: impl Fn(i64, i64) -> bool,
+    ) -> Vec<(i64, Uuid)> {
+        let compiled = Compiled::new(filter, &self.names);
+        let mut out = Vec::new();
+        self.for_each_in_bbox_where(bbox, &compiled, |r| {
+            if keep(r.requested_us, r.updated_us) {
+                out.push((r.requested_us, r.id));
+            }
+        });
+        out
+    }
+
     /// Incidents inside a box that pass `keep`, in no particular order.
     pub fn in_bbox(&self, bbox: &BBox, keep: impl Fn(&Incident) -> bool) -> Vec<Incident> {
         let names = self.names.table();

@@ -975,3 +975,48 @@ async fn two_replicas_sweeping_at_once_remove_each_orphan_once_and_no_referenced
     }
     assert_eq!(candidates(&app.pool).await, 0);
 }
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_gps_position_written_by_piexif_is_offered_back(pool: PgPool) {
+    let (app, _dir) = spawn(pool).await;
+    // Python's piexif (PyPI, installed by scripts/install-deps.sh) writes the GPS tags into a
+    // photo of ours, as a phone app or a script of a city's would.
+    let work = std::env::temp_dir().join(format!("citypin-piexif-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&work).expect("dir");
+    let (plain, tagged) = (work.join("plain.jpg"), work.join("tagged.jpg"));
+    std::fs::write(&plain, fixtures::phone_photo(400, 300)).expect("write");
+    let script = "import piexif, sys\n\
+        def dms(v):\n    v = abs(v); d = int(v); m = int((v - d) * 60)\n    \
+        return ((d, 1), (m, 1), (round(((v - d) * 60 - m) * 60 * 10000), 10000))\n\
+        gps = {piexif.GPSIFD.GPSLatitudeRef: 'N', piexif.GPSIFD.GPSLatitude: dms(34.0522),\n       \
+        piexif.GPSIFD.GPSLongitudeRef: 'W', piexif.GPSIFD.GPSLongitude: dms(118.2437)}\n\
+        piexif.insert(piexif.dump({'0th': {}, 'Exif': {}, 'GPS': gps}), sys.argv[1], sys.argv[2])\n";
+    let status =
+        tokio::process::Command::new(crate::helpers::workspace().join("target/py/bin/python"))
+            .arg("-c")
+            .arg(script)
+            .arg(&plain)
+            .arg(&tagged)
+            .status()
+            .await
+            .expect("python with piexif (scripts/install-deps.sh)");
+    assert!(status.success(), "piexif wrote the tags");
+    let form = Form::new()
+        .text("service_code", "pothole")
+        .text("use_photo_location", "true")
+        .part(
+            "photo",
+            photo(std::fs::read(&tagged).expect("read"), "p.jpg", "image/jpeg"),
+        );
+    let (status, body) = post_report(&app, form).await;
+    std::fs::remove_dir_all(&work).ok();
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        (body["lat"].as_f64().unwrap() - 34.0522).abs() < 1e-4,
+        "{body}"
+    );
+    assert!(
+        (body["lon"].as_f64().unwrap() + 118.2437).abs() < 1e-4,
+        "{body}"
+    );
+}
