@@ -104,7 +104,7 @@ impl AppState {
     }
 
     /// Starts the tasks that keep the live index coherent (LISTEN/NOTIFY, reconciliation,
-    /// folding); they stop when the pool is closed.
+    /// folding) and the photo orphan sweep; they stop when the pool is closed.
     pub fn spawn_background(&self) {
         crate::spatial_index::sync::spawn(
             self.spatial_index.clone(),
@@ -113,6 +113,11 @@ impl AppState {
             self.settings.reconcile_every,
         );
         crate::tiles::pyramid::spawn_keeper(&self.tile_pyramid);
+        crate::photos::sweep::spawn(
+            self.pool.clone(),
+            self.photos.storage.clone(),
+            self.settings.photo_orphan_grace,
+        );
     }
 }
 

@@ -110,6 +110,10 @@ const KNOWN: &[(&str, &str)] = &[
         "temporary-credential token (default AWS_SESSION_TOKEN); never logged",
     ),
     (
+        "CITYPIN_PHOTO_ORPHAN_GRACE_SECS",
+        "seconds a photo file nobody references is kept before the background sweep removes it; longer than any upload takes to commit, at least 300 (default 3600)",
+    ),
+    (
         "CITYPIN_RECONCILE_SECS",
         "seconds between index reconciliations (default 5)",
     ),
@@ -154,6 +158,9 @@ pub struct Settings {
     pub photo_dir: Option<PathBuf>,
     /// Which photo store: local files (in `photo_dir`) or an S3-compatible bucket.
     pub photo_store: PhotoStoreSetting,
+    /// How old a candidate orphan photo file must be before the sweep may remove it
+    /// (`photos::sweep`).
+    pub photo_orphan_grace: Duration,
 }
 
 /// Where photos live.
@@ -240,6 +247,7 @@ impl Default for Settings {
             reconcile_every: Duration::from_secs(5),
             photo_dir: None,
             photo_store: PhotoStoreSetting::Local,
+            photo_orphan_grace: crate::photos::sweep::DEFAULT_GRACE,
         }
     }
 }
@@ -333,6 +341,7 @@ impl Settings {
                     s.trusted_proxies = crate::net::parse_list(&value)
                         .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;
                 }
+                "CITYPIN_PHOTO_ORPHAN_GRACE_SECS" => s.photo_orphan_grace = orphan_grace(&value)?,
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;
                     s.reconcile_every = Duration::from_secs(secs.max(1));
@@ -359,6 +368,23 @@ impl Settings {
 }
 
 /// `CITYPIN_PHOTO_STORE` and the S3 variables (keyed without their `CITYPIN_S3_`/`AWS_` prefix).
+/// The orphan sweep's grace period, refused below the minimum: a shorter grace could remove a
+/// file an upload is about to reference.
+fn orphan_grace(value: &str) -> Result<Duration, ConfigError> {
+    let secs: u64 = parse("CITYPIN_PHOTO_ORPHAN_GRACE_SECS", value)?;
+    let min = crate::photos::sweep::MIN_GRACE.as_secs();
+    if secs < min {
+        return Err(invalid(
+            "CITYPIN_PHOTO_ORPHAN_GRACE_SECS",
+            value,
+            &format!(
+                "at least {min}: a shorter grace could remove a file an upload is about to commit"
+            ),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 fn photo_store(
     store: Option<&str>,
     s3: &mut std::collections::HashMap<String, String>,
@@ -591,7 +617,17 @@ mod tests {
             Some("pa55word");
         a_misspelt_s3_setting_stops_start_up_naming_it:
             &[("CITYPIN_S3_BUKET", "x")], "CITYPIN_S3_BUKET", None;
+        a_photo_orphan_grace_under_300_s_stops_start_up:
+            &[("CITYPIN_PHOTO_ORPHAN_GRACE_SECS", "299")], "at least 300", None;
     }}
+
+    #[test]
+    fn the_photo_orphan_grace_is_an_hour_unless_set() {
+        let default = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(default.photo_orphan_grace, Duration::from_secs(3600));
+        let set = Settings::from_vars(vars(&[("CITYPIN_PHOTO_ORPHAN_GRACE_SECS", "300")])).unwrap();
+        assert_eq!(set.photo_orphan_grace, Duration::from_secs(300));
+    }
 
     #[test]
     fn an_s3_store_without_an_endpoint_is_aws_with_virtual_hosted_buckets() {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::body::{FORM_FIELDS, NewReportBody, form_flag};
-use super::{Idempotent, Outcome, respond, submit};
+use super::{Idempotent, respond, submit};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, body_bytes_max, parse_json};
@@ -91,8 +91,8 @@ async fn create_with_photos(
         "fields": body, "use_photo_location": use_photo_location, "photos": photo_hashes,
     }))?;
 
-    // Stored and committed in a task of its own: a client that goes away now cannot leave
-    // files without rows, because the clean-up after a failed commit still runs.
+    // Stored and committed in a task of its own, so a client that goes away cannot cut the
+    // commit off half-way; files without rows are the orphan sweep's (`photos::sweep`).
     let task_state = state.clone();
     let committed = tokio::spawn(
         async move {
@@ -106,10 +106,9 @@ async fn create_with_photos(
                 key: &key,
                 fingerprint,
             };
+            // Unless Created, the files may be unreferenced: the orphan sweep settles them
+            // (a twin with the same key and bytes may be committing rows that point at them).
             let outcome = submit(&state, new, &caller, Some(idempotent), &stored).await;
-            if !matches!(outcome, Ok(Outcome::Created(_))) {
-                state.photos.forget_photos(&state.pool, &stored).await;
-            }
             outcome.map(|o| (o, stored))
         }
         .in_current_span(),

@@ -55,13 +55,9 @@ pub async fn add(
             let _permit = permit;
             let state = task_state;
             let stored = state.photos.store_all(&state.pool, kind, processed).await?;
-            let attached =
-                super::attach(&state, report.id, &stored, note.as_deref(), &caller).await;
-            if let Err(e) = attached {
-                state.photos.forget_photos(&state.pool, &stored).await;
-                return Err(e);
-            }
-            Ok(stored)
+            // On failure the files are left to the orphan sweep (`super::sweep`).
+            super::attach(&state, report.id, &stored, note.as_deref(), &caller).await?;
+            Ok::<_, AppError>(stored)
         }
         .in_current_span(),
     );

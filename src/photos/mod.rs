@@ -9,6 +9,7 @@ pub mod process;
 pub mod s3;
 pub mod storage;
 pub mod store;
+pub mod sweep;
 pub mod upload;
 
 use std::sync::Arc;
@@ -187,57 +188,33 @@ impl Photos {
         Ok(out)
     }
 
-    /// Writes both sizes of each photo; on failure removes what it wrote.
+    /// Writes both sizes of each photo, after noting every file as a candidate for the orphan
+    /// sweep (see [`sweep`]). Nothing is removed here, on failure or later: a file this request
+    /// wrote may be the one a concurrent identical upload is about to reference, so only the
+    /// sweep, after the grace period and a reference check, removes files.
     pub async fn store_all(
         &self,
         pool: &sqlx::PgPool,
         kind: PhotoKind,
         processed: Vec<Processed>,
     ) -> Result<Vec<StoredPhoto>, AppError> {
+        let hashes: Vec<ContentHash> = processed
+            .iter()
+            .flat_map(|p| [&p.display.bytes, &p.thumb.bytes])
+            .map(|b| ContentHash::of(b))
+            .collect();
+        if !hashes.is_empty() {
+            store::note_candidates(pool, &hashes).await?;
+        }
         let mut stored = Vec::with_capacity(processed.len());
         for p in processed {
-            let put = async {
-                let display = self.storage.put(Bytes::from(p.display.bytes.clone())).await;
-                let display = display.map_err(store_error)?;
-                match self.storage.put(Bytes::from(p.thumb.bytes.clone())).await {
-                    Ok(thumb) => Ok(StoredPhoto::new(kind, &p, display, thumb)),
-                    Err(e) => {
-                        self.forget(pool, &[display]).await;
-                        Err(store_error(e))
-                    }
-                }
-            };
-            match put.await {
-                Ok(s) => stored.push(s),
-                Err(e) => {
-                    self.forget_photos(pool, &stored).await;
-                    return Err(e);
-                }
-            }
+            let display = self.storage.put(Bytes::from(p.display.bytes.clone())).await;
+            let display = display.map_err(store_error)?;
+            let thumb = self.storage.put(Bytes::from(p.thumb.bytes.clone())).await;
+            let thumb = thumb.map_err(store_error)?;
+            stored.push(StoredPhoto::new(kind, &p, display, thumb));
         }
         Ok(stored)
-    }
-
-    /// Removes the files of photos whose rows were not committed.
-    pub async fn forget_photos(&self, pool: &sqlx::PgPool, photos: &[StoredPhoto]) {
-        let hashes: Vec<ContentHash> = photos.iter().flat_map(|p| [p.display, p.thumb]).collect();
-        self.forget(pool, &hashes).await;
-    }
-
-    /// Removes each file no row points at. Content addressing means another report may hold the
-    /// same bytes, so a file still referenced stays.
-    async fn forget(&self, pool: &sqlx::PgPool, hashes: &[ContentHash]) {
-        for hash in hashes {
-            match store::is_referenced(pool, *hash).await {
-                Ok(false) => {
-                    if let Err(e) = self.storage.remove(*hash).await {
-                        tracing::warn!(error = %e, "could not remove an unreferenced photo file");
-                    }
-                }
-                Ok(true) => {}
-                Err(e) => tracing::warn!(error = %e, "could not check a photo file's references"),
-            }
-        }
     }
 }
 

@@ -79,13 +79,68 @@ pub async fn list(pool: &PgPool, report: Uuid) -> Result<Vec<PhotoView>, sqlx::E
         .collect())
 }
 
-/// Whether any row still points at the file `hash` (as either size).
-pub async fn is_referenced(pool: &PgPool, hash: ContentHash) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM photos WHERE display_sha256 = $1 OR thumb_sha256 = $1)
-             AS "referenced!""#,
-        hash.hex()
+/// Notes files about to be written as candidates for the orphan sweep, or restarts their grace
+/// period (migration 0014). Called before the write: a sweep holding one of these rows makes
+/// this wait until it has removed the file and committed, so the write that follows puts the
+/// file back. Sorted and deduplicated, so two uploads of the same files lock them in the same
+/// order (no deadlock) and a display equal to its thumbnail is one row.
+pub async fn note_candidates(pool: &PgPool, hashes: &[ContentHash]) -> Result<(), sqlx::Error> {
+    let mut hex: Vec<String> = hashes.iter().map(ContentHash::hex).collect();
+    hex.sort_unstable();
+    hex.dedup();
+    sqlx::query!(
+        "INSERT INTO photo_orphans (sha256, noted_at)
+         SELECT h, now() FROM unnest($1::text[]) AS h ORDER BY h
+         ON CONFLICT (sha256) DO UPDATE SET noted_at = excluded.noted_at",
+        &hex
     )
-    .fetch_one(pool)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` candidates noted at least `grace_secs` ago (by the database's clock,
+/// the same for every replica), skipping those another sweep or an upload holds. The rows stay
+/// locked until the caller's transaction ends.
+pub async fn claim_candidates(
+    conn: &mut PgConnection,
+    grace_secs: f64,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT sha256 FROM photo_orphans
+         WHERE noted_at <= now() - make_interval(secs => $1)
+         ORDER BY noted_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED",
+        grace_secs,
+        limit
+    )
+    .fetch_all(&mut *conn)
     .await
+}
+
+/// Which of `hashes` a committed `photos` row references (as either size).
+pub async fn referenced_among(
+    conn: &mut PgConnection,
+    hashes: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT h AS "sha256!" FROM unnest($1::text[]) AS h
+         WHERE EXISTS (SELECT 1 FROM photos WHERE display_sha256 = h OR thumb_sha256 = h)"#,
+        hashes
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Drops candidates the sweep has settled (file removed, or still referenced).
+pub async fn drop_candidates(
+    conn: &mut PgConnection,
+    hashes: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM photo_orphans WHERE sha256 = ANY($1)", hashes)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

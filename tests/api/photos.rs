@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use citypin::auth::Role;
 use citypin::config::Settings;
 use citypin::photos::fixtures;
+use citypin::photos::storage::ContentHash;
+use citypin::photos::store as photo_store;
+use citypin::photos::sweep::{self as photo_sweep, Swept};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -540,7 +543,10 @@ async fn a_retry_with_the_same_key_and_photos_replays_and_other_photos_are_refus
     assert_eq!(s3, 422, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
     assert_eq!(app.count_reports().await, 1);
-    // The refused retry's photo left no file behind.
+    // The refused retry's file stays until the orphan sweep, after the grace period.
+    assert_eq!(files_in(&dir).len(), 2);
+    age_candidates(&app.pool).await;
+    sweep(&app).await;
     assert_eq!(files_in(&dir).len(), 1);
 }
 
@@ -753,6 +759,221 @@ async fn one_client_holds_at_most_two_upload_slots(pool: PgPool) {
     assert_eq!(res.headers()["retry-after"], "1");
     drop(held);
     assert_eq!(app.count_reports().await, 0);
+}
+
+/// Makes every orphan candidate older than the default grace period, as two hours passing would.
+pub async fn age_candidates(pool: &PgPool) {
+    sqlx::query("UPDATE photo_orphans SET noted_at = noted_at - interval '2 hours'")
+        .execute(pool)
+        .await
+        .expect("age candidates");
+}
+
+/// One orphan sweep by `app`, with the default grace period.
+pub async fn sweep(app: &TestApp) -> Swept {
+    photo_sweep::sweep(
+        &app.pool,
+        app.state.photos.storage.as_ref(),
+        photo_sweep::DEFAULT_GRACE,
+        photo_sweep::BATCH,
+    )
+    .await
+    .expect("sweep")
+}
+
+async fn candidates(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM photo_orphans")
+        .fetch_one(pool)
+        .await
+        .expect("count candidates")
+}
+
+/// Issue 17: a retry with the same key, refused while the first upload of the same photo is
+/// still inside its transaction, must not remove the file that upload is about to reference.
+/// The first upload is held between writing its files and inserting its photo rows (a lock on
+/// `photos`); the retry is refused at admission (503) after writing the same files.
+pub async fn a_refused_twin_never_removes_the_photo_of_the_upload_still_committing(app: &TestApp) {
+    let k = key();
+    let form = || {
+        report_form().part(
+            "photo",
+            photo(fixtures::phone_photo(800, 600), "a.jpg", "image/jpeg"),
+        )
+    };
+    let mut hold = app.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE photos IN SHARE MODE")
+        .execute(&mut *hold)
+        .await
+        .expect("lock photos");
+    let first = tokio::spawn({
+        let req = app
+            .client
+            .post(app.url("/api/v1/reports"))
+            .header("Idempotency-Key", k.clone())
+            .multipart(form());
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    });
+    // Wait until the first upload's photo rows wait on the lock (or it has, wrongly, finished).
+    let mut waiting = false;
+    for _ in 0..50_000 {
+        if first.is_finished() {
+            break;
+        }
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'photos'::regclass AND NOT granted",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("pg_locks");
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(waiting, "the first upload did not reach its photo rows");
+
+    let admission = app.state.intake_admission.clone();
+    let busy = admission
+        .try_acquire_many(admission.available_permits() as u32)
+        .expect("take every intake slot");
+    let (status, body) =
+        post_form(app, "/api/v1/reports", form(), &[("Idempotency-Key", &k)]).await;
+    assert_eq!(status, 503, "{body}");
+    drop(busy);
+
+    hold.commit().await.expect("release photos");
+    let (status, body) = first.await.expect("first upload");
+    assert_eq!(status, 201, "{body}");
+    served(app, &body).await;
+    // Past the grace period the sweep settles the candidates and keeps the files: rows use them.
+    age_candidates(&app.pool).await;
+    assert_eq!(sweep(app).await.removed, 0);
+    served(app, &body).await;
+    assert_eq!(candidates(&app.pool).await, 0);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_refused_twin_never_removes_the_photo_of_the_upload_still_committing_locally(
+    pool: PgPool,
+) {
+    let (app, _dir) = spawn(pool).await;
+    a_refused_twin_never_removes_the_photo_of_the_upload_still_committing(&app).await;
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn the_sweep_removes_an_unreferenced_file_after_the_grace_period_and_keeps_a_referenced_one(
+    pool: PgPool,
+) {
+    let (app, dir) = spawn(pool).await;
+    let k = key();
+    let headers = [("Idempotency-Key", k.as_str())];
+    let send = |jpeg: Vec<u8>| {
+        let form = report_form().part("photo", photo(jpeg, "a.jpg", "image/jpeg"));
+        post_form(&app, "/api/v1/reports", form, &headers)
+    };
+    let (status, kept) = send(small_jpeg()).await;
+    assert_eq!(status, 201, "{kept}");
+    // The same key with another photo is refused after that photo's file was written.
+    let (status, _) = send(fixtures::jpeg(10, 10, |_, _| [1, 1, 1])).await;
+    assert_eq!(status, 422);
+    assert_eq!(files_in(&dir).len(), 2);
+
+    // Within the grace period nothing is removed.
+    assert_eq!(sweep(&app).await, Swept::default());
+    assert_eq!(files_in(&dir).len(), 2);
+
+    age_candidates(&app.pool).await;
+    assert_eq!(
+        sweep(&app).await,
+        Swept {
+            removed: 1,
+            kept: 1
+        }
+    );
+    assert_eq!(files_in(&dir).len(), 1);
+    served(&app, &kept).await;
+    assert_eq!(candidates(&app.pool).await, 0);
+    // A zero grace (tests only: settings refuse less than the minimum) needs no aging.
+    let orphan = app
+        .state
+        .photos
+        .storage
+        .put(bytes::Bytes::from_static(b"an orphan"))
+        .await
+        .expect("put");
+    photo_store::note_candidates(&app.pool, &[orphan])
+        .await
+        .expect("note");
+    let swept = photo_sweep::sweep(
+        &app.pool,
+        app.state.photos.storage.as_ref(),
+        std::time::Duration::ZERO,
+        photo_sweep::BATCH,
+    )
+    .await
+    .expect("sweep");
+    assert_eq!(swept.removed, 1);
+    assert_eq!(files_in(&dir).len(), 1);
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn two_replicas_sweeping_at_once_remove_each_orphan_once_and_no_referenced_file(
+    pool: PgPool,
+) {
+    let (app, dir) = spawn(pool.clone()).await;
+    let other = TestApp::spawn_with(
+        pool,
+        Settings {
+            photo_dir: Some(dir.clone()),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let mut reports = Vec::new();
+    for i in 0..3u8 {
+        let jpeg = fixtures::jpeg(20, 20, move |_, _| [i * 60, 10, 10]);
+        let (status, body) = post_report(
+            &app,
+            report_form().part("photo", photo(jpeg, "a.jpg", "image/jpeg")),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        reports.push(body);
+    }
+    let referenced = files_in(&dir).len();
+    // Files an upload noted and wrote but never committed (a process killed in between).
+    for i in 0..20 {
+        let bytes = bytes::Bytes::from(format!("orphan {i}"));
+        photo_store::note_candidates(&app.pool, &[ContentHash::of(&bytes)])
+            .await
+            .expect("note");
+        app.state.photos.storage.put(bytes).await.expect("put");
+    }
+    assert_eq!(files_in(&dir).len(), referenced + 20);
+    age_candidates(&app.pool).await;
+
+    let run = |a: &TestApp| {
+        let (pool, storage) = (a.pool.clone(), a.state.photos.storage.clone());
+        async move {
+            photo_sweep::sweep(&pool, storage.as_ref(), photo_sweep::DEFAULT_GRACE, 2)
+                .await
+                .expect("sweep")
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(run(&app)), tokio::spawn(run(&other)));
+    let (a, b) = (a.expect("first sweep"), b.expect("second sweep"));
+    assert_eq!(a.removed + b.removed, 20, "{a:?} {b:?}");
+    assert_eq!(a.kept + b.kept, referenced, "{a:?} {b:?}");
+    assert_eq!(files_in(&dir).len(), referenced);
+    for body in &reports {
+        served(&app, body).await;
+    }
+    assert_eq!(candidates(&app.pool).await, 0);
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]

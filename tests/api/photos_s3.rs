@@ -196,7 +196,7 @@ async fn two_reports_with_the_same_photo_share_one_object(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
-async fn an_upload_whose_transaction_fails_leaves_no_object(pool: PgPool) {
+async fn an_upload_whose_transaction_fails_leaves_its_objects_to_the_sweep(pool: PgPool) {
     let s3 = S3rver::start().await;
     let app = TestApp::spawn_with(pool, s3.settings("S3RVER")).await;
     // The photo rows are written after the objects and the report row: make them fail.
@@ -214,8 +214,21 @@ async fn an_upload_whose_transaction_fails_leaves_no_object(pool: PgPool) {
     );
     let (status, body) = post_report(&app, form).await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!(s3.keys().await, Vec::<String>::new());
     assert_eq!(count(&app.pool, "reports").await, 0);
+    // The objects stay until the orphan sweep, past the grace period, finds them unreferenced.
+    assert_eq!(s3.keys().await.len(), 2);
+    crate::photos::age_candidates(&app.pool).await;
+    assert_eq!(crate::photos::sweep(&app).await.removed, 2);
+    assert_eq!(s3.keys().await, Vec::<String>::new());
+}
+
+#[sqlx::test(migrator = "citypin::db::MIGRATOR")]
+async fn a_refused_twin_never_removes_the_object_of_the_upload_still_committing(pool: PgPool) {
+    let s3 = S3rver::start().await;
+    let app = TestApp::spawn_with(pool, s3.settings("S3RVER")).await;
+    crate::photos::a_refused_twin_never_removes_the_photo_of_the_upload_still_committing(&app)
+        .await;
+    assert_eq!(s3.keys().await.len(), 2);
 }
 
 #[sqlx::test(migrator = "citypin::db::MIGRATOR")]
