@@ -9,11 +9,3 @@ pub struct Actor<'a> {
     pub role: &'a str,
     pub token: Option<Uuid>,
 }
-
-impl Actor<'static> {
-    /// Changes citypin makes itself (imports, jobs).
-    pub const SYSTEM: Actor<'static> = Actor {
-        role: "system",
-        token: None,
-    };
-}

@@ -1,6 +1,7 @@
 //! Operations: health probes, Prometheus metrics, tracing set-up, the request middleware
 //! stack and graceful shutdown.
 
+pub mod conditional;
 pub mod forwarded;
 pub mod metrics;
 pub mod store;

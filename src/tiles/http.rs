@@ -101,13 +101,7 @@ fn respond(tile: &CachedTile, req: &HeaderMap) -> Response {
     if let Ok(etag) = HeaderValue::from_str(&tile.etag) {
         headers.insert(header::ETAG, etag);
     }
-    let not_modified = req
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == tile.etag.trim_start_matches("W/"));
+    let not_modified = crate::ops::conditional::not_modified(req, &tile.etag);
     if not_modified {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }

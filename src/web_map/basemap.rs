@@ -119,14 +119,8 @@ impl Served {
 
 impl Built {
     fn respond(&self, req: &HeaderMap) -> Response {
-        let etag = self.etag.to_str().unwrap_or_default();
-        let not_modified = req
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag);
+        let not_modified =
+            crate::ops::conditional::not_modified(req, self.etag.to_str().unwrap_or_default());
         let etag = (header::ETAG, self.etag.clone());
         if not_modified {
             return (StatusCode::NOT_MODIFIED, [etag]).into_response();
