@@ -133,15 +133,18 @@ impl SpatialIndex {
         filter: &Filter,
         keep: impl Fn(i64, i64) -> bool,
     ) -> Vec<(i64, Uuid)> {
+        // No best-first walk: the caller orders by time, so the hits are visited box by box
+        // (the circle's bounding boxes, two across the antimeridian) and kept by distance.
         let compiled = Compiled::new(filter, &self.names);
-        self.collect(
-            center,
-            Some(radius_m),
-            usize::MAX,
-            &compiled,
-            |r| keep(r.requested_us, r.updated_us),
-            |r, _| (r.requested_us, r.id),
-        )
+        let mut out = Vec::new();
+        for b in crate::geo::circle_bboxes(center, radius_m) {
+            self.for_each_in_bbox_where(&b, &compiled, |r| {
+                if center.distance_m(r.position) <= radius_m && keep(r.requested_us, r.updated_us) {
+                    out.push((r.requested_us, r.id));
+                }
+            });
+        }
+        out
     }
 
     /// [`Self::times_within`] for a box.
