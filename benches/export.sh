@@ -57,7 +57,7 @@ fi
 rows=$(sql "SELECT count(*) FROM reports WHERE NOT hidden")
 echo "reports (public): $rows"
 
-CITYPIN_LISTEN=127.0.0.1:$PORT $bin serve >/tmp/citypin-bench-export.log 2>&1 &
+CITYPIN_LISTEN=127.0.0.1:$PORT CITYPIN_SNAPSHOT_INTERVAL_SECS=0 $bin serve >/tmp/citypin-bench-export.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; $bin postgres stop >/dev/null 2>&1 || true' EXIT
 until curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null; do sleep 0.5; done

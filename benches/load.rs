@@ -395,6 +395,8 @@ impl Server {
             .env("DATABASE_URL", url)
             .env("CITYPIN_LISTEN", format!("127.0.0.1:{port}"))
             .env_remove("CITYPIN_SAMPLE")
+            // No export snapshot written in the middle of a measurement.
+            .env("CITYPIN_SNAPSHOT_INTERVAL_SECS", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -12,7 +12,7 @@ exec scripts/with-test-db.sh bash -c '
   # A database of its own, dropped afterwards, so the test cluster stays clean.
   psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS citypin_photos_load" -c "CREATE DATABASE citypin_photos_load"
   load_url=$(printf %s "$DATABASE_URL" | sed "s|/[^/?]*?|/citypin_photos_load?|")
-  DATABASE_URL="$load_url" CITYPIN_LISTEN=127.0.0.1:18089 CITYPIN_PHOTO_DIR="$photos" RUST_LOG=warn \
+  DATABASE_URL="$load_url" CITYPIN_LISTEN=127.0.0.1:18089 CITYPIN_PHOTO_DIR="$photos" CITYPIN_SNAPSHOT_INTERVAL_SECS=0 RUST_LOG=warn \
     ./target/release/citypin serve & pid=$!
   cleanup() {
     kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true

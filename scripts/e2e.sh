@@ -14,7 +14,7 @@ log="target/e2e-server.log"
 # Third-party data stays outside the repository (the basemap's boundaries are read from there too).
 sample="${CITYPIN_SHARED_DATA:-../shared/data}/la311/la311_normalized.csv"
 [ -f "$sample" ] || { echo "$sample is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
-DATABASE_URL="$e2e_url" CITYPIN_LISTEN="127.0.0.1:$port" CITYPIN_SAMPLE="$sample" \
+DATABASE_URL="$e2e_url" CITYPIN_LISTEN="127.0.0.1:$port" CITYPIN_SAMPLE="$sample" CITYPIN_SNAPSHOT_INTERVAL_SECS=0 \
   ./target/debug/citypin serve >"$log" 2>&1 &
 server=$!
 cleanup() {

@@ -12,5 +12,5 @@ url=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); pr
 cargo build --quiet --bin citypin
 sample="${CITYPIN_SHARED_DATA:-../shared/data}/la311/la311_normalized.csv"
 [ -f "$sample" ] || { echo "$sample is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
-DATABASE_URL="$url" CITYPIN_SAMPLE="$sample" \
+DATABASE_URL="$url" CITYPIN_SAMPLE="$sample" CITYPIN_SNAPSHOT_INTERVAL_SECS=0 \
   target/py/bin/python tests/clients/open311_georeport.py target/debug/citypin

@@ -104,7 +104,8 @@ impl AppState {
     }
 
     /// Starts the tasks that keep the live index coherent (LISTEN/NOTIFY, reconciliation,
-    /// folding) and the photo orphan sweep; they stop when the pool is closed.
+    /// folding), the photo orphan sweep and the export snapshots; they stop when the pool is
+    /// closed.
     pub fn spawn_background(&self) {
         crate::spatial_index::sync::spawn(
             self.spatial_index.clone(),
@@ -117,6 +118,12 @@ impl AppState {
             self.pool.clone(),
             self.photos.storage.clone(),
             self.settings.photo_orphan_grace,
+        );
+        crate::exports::snapshots::spawn(
+            self.pool.clone(),
+            self.catalogue.clone(),
+            crate::exports::snapshots::dir(&self.settings),
+            self.settings.snapshot_interval,
         );
     }
 }

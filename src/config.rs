@@ -114,6 +114,14 @@ const KNOWN: &[(&str, &str)] = &[
         "seconds a photo file nobody references is kept before the background sweep removes it; longer than any upload takes to commit, at least 300 (default 3600)",
     ),
     (
+        "CITYPIN_SNAPSHOT_INTERVAL_SECS",
+        "seconds between generations of the export snapshot files served at /api/v1/export/snapshots/ (one replica writes each); 0 turns snapshots off (default 3600)",
+    ),
+    (
+        "CITYPIN_SNAPSHOT_DIR",
+        "where the export snapshot files are written and served from; replicas must share it (default DATA_DIR/snapshots)",
+    ),
+    (
         "CITYPIN_RECONCILE_SECS",
         "seconds between index reconciliations (default 5)",
     ),
@@ -161,6 +169,10 @@ pub struct Settings {
     /// How old a candidate orphan photo file must be before the sweep may remove it
     /// (`photos::sweep`).
     pub photo_orphan_grace: Duration,
+    /// How often a generation of export snapshots is written; zero: never (`exports::snapshots`).
+    pub snapshot_interval: Duration,
+    /// Where export snapshots live; `None` means `data_dir/snapshots`.
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 /// Where photos live.
@@ -248,6 +260,8 @@ impl Default for Settings {
             photo_dir: None,
             photo_store: PhotoStoreSetting::Local,
             photo_orphan_grace: crate::photos::sweep::DEFAULT_GRACE,
+            snapshot_interval: Duration::from_secs(3600),
+            snapshot_dir: None,
         }
     }
 }
@@ -342,6 +356,13 @@ impl Settings {
                         .map_err(|e| invalid("CITYPIN_TRUSTED_PROXIES", &value, &e.to_string()))?;
                 }
                 "CITYPIN_PHOTO_ORPHAN_GRACE_SECS" => s.photo_orphan_grace = orphan_grace(&value)?,
+                "CITYPIN_SNAPSHOT_INTERVAL_SECS" => {
+                    s.snapshot_interval =
+                        Duration::from_secs(parse("CITYPIN_SNAPSHOT_INTERVAL_SECS", &value)?);
+                }
+                "CITYPIN_SNAPSHOT_DIR" => {
+                    s.snapshot_dir = (!value.is_empty()).then(|| PathBuf::from(value));
+                }
                 "CITYPIN_RECONCILE_SECS" => {
                     let secs: u64 = parse("CITYPIN_RECONCILE_SECS", &value)?;
                     s.reconcile_every = Duration::from_secs(secs.max(1));
@@ -617,9 +638,25 @@ mod tests {
             Some("pa55word");
         a_misspelt_s3_setting_stops_start_up_naming_it:
             &[("CITYPIN_S3_BUKET", "x")], "CITYPIN_S3_BUKET", None;
+        a_snapshot_interval_that_is_not_a_number_stops_start_up_naming_it:
+            &[("CITYPIN_SNAPSHOT_INTERVAL_SECS", "hourly")], "CITYPIN_SNAPSHOT_INTERVAL_SECS", None;
         a_photo_orphan_grace_under_300_s_stops_start_up:
             &[("CITYPIN_PHOTO_ORPHAN_GRACE_SECS", "299")], "at least 300", None;
     }}
+
+    #[test]
+    fn snapshots_are_hourly_in_the_data_dir_unless_set() {
+        let default = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(default.snapshot_interval, Duration::from_secs(3600));
+        assert_eq!(default.snapshot_dir, None);
+        let set = Settings::from_vars(vars(&[
+            ("CITYPIN_SNAPSHOT_INTERVAL_SECS", "0"),
+            ("CITYPIN_SNAPSHOT_DIR", "/srv/snapshots"),
+        ]))
+        .unwrap();
+        assert!(set.snapshot_interval.is_zero());
+        assert_eq!(set.snapshot_dir, Some(PathBuf::from("/srv/snapshots")));
+    }
 
     #[test]
     fn the_photo_orphan_grace_is_an_hour_unless_set() {

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::error::AppError;
 
 /// A chunk is sent once the encoder holds this much.
-const CHUNK_BYTES: usize = 64 * 1024;
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks in flight between the query task and the response.
 const CHANNEL_CHUNKS: usize = 4;
 
@@ -47,8 +47,9 @@ impl Format {
     }
 }
 
-/// Turns features into bytes of one format, a chunk at a time.
-struct Encoder {
+/// Turns features into bytes of one format, a chunk at a time (for a response here, for a
+/// file in `snapshots`).
+pub(super) struct Encoder {
     format: Format,
     json: Vec<u8>,
     /// Taken and rebuilt at each chunk: `csv::Writer` only gives its buffer back whole.
@@ -79,7 +80,7 @@ impl Encoder {
         self.csv.get_or_insert_with(csv_writer)
     }
 
-    fn new(format: Format, fields: Fields) -> Result<Self, csv::Error> {
+    pub(super) fn new(format: Format, fields: Fields) -> Result<Self, csv::Error> {
         let mut e = Self {
             format,
             json: Vec::with_capacity(CHUNK_BYTES + 4096),
@@ -96,7 +97,7 @@ impl Encoder {
         Ok(e)
     }
 
-    fn push(&mut self, feature: &IncidentFeature<'_>) -> Result<(), EncodeError> {
+    pub(super) fn push(&mut self, feature: &IncidentFeature<'_>) -> Result<(), EncodeError> {
         match self.format {
             Format::GeoJson => {
                 if self.rows > 0 {
@@ -116,17 +117,17 @@ impl Encoder {
         Ok(())
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if self.format == Format::GeoJson {
             self.json.extend_from_slice(b"]}\n");
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.json.len() + self.csv.as_ref().map_or(0, |w| w.get_ref().len())
     }
 
-    fn take(&mut self) -> Result<Bytes, EncodeError> {
+    pub(super) fn take(&mut self) -> Result<Bytes, EncodeError> {
         if let Some(w) = self.csv.take() {
             let out = w
                 .into_inner()

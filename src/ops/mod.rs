@@ -4,6 +4,7 @@
 pub mod conditional;
 pub mod forwarded;
 pub mod metrics;
+pub mod range;
 pub mod store;
 
 use std::time::{Duration, Instant};

@@ -57,6 +57,10 @@ impl TestApp {
         settings.web_root = workspace().join("web-map/dist");
         settings.assets_dir = workspace().join("tiles");
         settings.shared_data = citypin::config::shared_data::dir();
+        // A test server writes export snapshots only into a directory its test gives it.
+        if settings.snapshot_dir.is_none() {
+            settings.snapshot_interval = std::time::Duration::ZERO;
+        }
         let state = match index {
             Index::Loaded => AppState::start(pool.clone(), settings).await,
             Index::NotLoaded => AppState::open(pool.clone(), settings).await,
@@ -155,7 +159,7 @@ impl TestApp {
 /// With `TEST_LOG` set, the server's log goes to the test output (once per test binary).
 pub fn init_test_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    if std::env::var_os("TEST_LOG").is_none_or(|v| v.is_empty() || v == "0") {
+    if !test_log_enabled() {
         return;
     }
     ONCE.call_once(|| {
@@ -166,6 +170,11 @@ pub fn init_test_log() {
             .with_test_writer()
             .try_init();
     });
+}
+
+/// Whether `TEST_LOG` asks for the servers' logs (`citypin serve` processes' too).
+pub fn test_log_enabled() -> bool {
+    std::env::var_os("TEST_LOG").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The repository root (tests run with the package directory as working directory).

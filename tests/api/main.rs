@@ -14,6 +14,8 @@ mod ops;
 mod outage;
 mod photos;
 mod photos_s3;
+mod process;
 mod reports;
+mod snapshots;
 mod spatial_index;
 mod tiles;
