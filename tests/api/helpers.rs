@@ -156,6 +156,42 @@ impl TestApp {
     }
 }
 
+/// A private PostgreSQL cluster of one test's own (citypin's embedded-cluster code), which the
+/// test may stop and start; migrated, with a pool built from `settings`.
+pub struct OwnCluster {
+    pub pg: citypin::db::EmbeddedPostgres,
+    pub pool: PgPool,
+    pub dir: std::path::PathBuf,
+}
+
+impl OwnCluster {
+    pub async fn start(settings: &Settings) -> Self {
+        let dir = std::env::temp_dir().join(format!("citypin-cluster-{}", uuid::Uuid::new_v4()));
+        let mut pg = citypin::db::EmbeddedPostgres::new(&dir, None).expect("cluster");
+        tokio::task::block_in_place(|| pg.start()).expect("start");
+        let pool = citypin::db::pool_options(settings)
+            .connect_with(pg.connect_options())
+            .await
+            .expect("connect");
+        citypin::db::MIGRATOR.run(&pool).await.expect("migrate");
+        Self { pg, pool, dir }
+    }
+
+    pub fn stop(&mut self) {
+        tokio::task::block_in_place(|| self.pg.stop_always()).expect("stop");
+    }
+
+    pub fn restart(&mut self) {
+        tokio::task::block_in_place(|| self.pg.start()).expect("restart");
+    }
+
+    /// Stops the cluster and removes its files.
+    pub fn remove(mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// With `TEST_LOG` set, the server's log goes to the test output (once per test binary).
 pub fn init_test_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();

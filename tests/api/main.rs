@@ -7,6 +7,7 @@ mod connections;
 mod dedup;
 mod embedded_postgres;
 mod exports;
+mod faults;
 mod helpers;
 mod migrations;
 mod open311;

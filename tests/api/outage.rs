@@ -4,25 +4,17 @@
 use std::time::{Duration, Instant};
 
 use citypin::config::Settings;
-use citypin::db::{EmbeddedPostgres, MIGRATOR, pool_options};
 
-use crate::helpers::{TestApp, key, pothole};
+use crate::helpers::{OwnCluster, TestApp, key, pothole};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() {
-    let dir = std::env::temp_dir().join(format!("citypin-outage-{}", uuid::Uuid::new_v4()));
-    let mut pg = EmbeddedPostgres::new(&dir, None).expect("cluster");
-    tokio::task::block_in_place(|| pg.start()).expect("start");
     let settings = Settings {
         db_acquire_timeout: Duration::from_millis(500),
         ..Settings::default()
     };
-    let pool = pool_options(&settings)
-        .connect_with(pg.connect_options())
-        .await
-        .expect("connect");
-    MIGRATOR.run(&pool).await.expect("migrate");
-    let app = TestApp::spawn_with(pool, settings).await;
+    let mut cluster = OwnCluster::start(&settings).await;
+    let app = TestApp::spawn_with(cluster.pool.clone(), settings).await;
     let post = |k: String| {
         app.client
             .post(app.url("/api/v1/reports"))
@@ -32,7 +24,7 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
     };
     assert_eq!(post(key()).await.unwrap().status(), 201);
 
-    tokio::task::block_in_place(|| pg.stop_always()).expect("stop");
+    cluster.stop();
     // How fast the 503 comes is the pool's acquire timeout (500 ms here), not something to time.
     let res = post(key()).await.unwrap();
     assert_eq!(res.status(), 503);
@@ -46,7 +38,7 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
         .unwrap();
     assert_eq!(ready.status(), 503);
 
-    tokio::task::block_in_place(|| pg.start()).expect("restart");
+    cluster.restart();
     // The pool reconnects on its own: poll until a report is accepted, with a deadline.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -58,6 +50,5 @@ async fn an_outage_answers_503_and_the_service_recovers_when_postgres_returns() 
         assert!(Instant::now() < deadline, "did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::task::block_in_place(|| pg.stop_always()).expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
+    cluster.remove();
 }
