@@ -23,14 +23,15 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required"; exit 1; }
 
 # Real third-party clients used by the tests, pinned, in one venv under target/ so nothing
-# touches the system Python: an Open311 GeoReport v2 client, a vector-tile decoder, and piexif
-# (the EXIF writer whose GPS tags the photo tests read).
+# touches the system Python: an Open311 GeoReport v2 client, a vector-tile decoder, piexif
+# (the EXIF writer whose GPS tags the photo tests read), and schemathesis (property-based tests
+# generated from the OpenAPI documents citypin serves, scripts/schemathesis.sh).
 cd "$(dirname "$0")/.."
 venv=target/py
-if ! "$venv/bin/python" -c 'import georeport, mapbox_vector_tile, piexif' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import georeport, mapbox_vector_tile, piexif, schemathesis' 2>/dev/null; then
   echo "installing the client tests' Python packages into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1 'mapbox-vector-tile>=2,<3' piexif==1.1.3
+  "$venv/bin/pip" install --quiet --disable-pip-version-check georeport==0.3.1 'mapbox-vector-tile>=2,<3' piexif==1.1.3 schemathesis==4.32.5
 fi
 
 # The independent GeoJSON checker the export tests run (@placemarkio/check-geojson) and the
