@@ -8,35 +8,12 @@
 # from with-test-db.sh) with the LA sample city and its council districts loaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${DATABASE_URL:?run me under scripts/with-test-db.sh}"
 st=target/py/bin/schemathesis
 [ -x "$st" ] || { echo "$st is missing: run scripts/install-deps.sh" >&2; exit 1; }
-db="citypin_schemathesis_$$"
-admin_url="$DATABASE_URL"
-psql "$admin_url" -qAtc "CREATE DATABASE $db" >/dev/null
-url="${admin_url/\/citypin\?/\/$db?}"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-log="target/schemathesis-server.log"
-data="${CITYPIN_SHARED_DATA:-../shared/data}/la311"
-[ -f "$data/la311_normalized.csv" ] || { echo "$data is missing: set CITYPIN_SHARED_DATA to the shared data folder" >&2; exit 1; }
-cargo build --quiet --bin citypin
-DATABASE_URL="$url" CITYPIN_LISTEN="127.0.0.1:$port" CITYPIN_SAMPLE="$data/la311_normalized.csv" \
-  CITYPIN_AREAS="$data/la-city-council-districts-2012.json" CITYPIN_SNAPSHOT_INTERVAL_SECS=0 \
-  ./target/debug/citypin serve >"$log" 2>&1 &
-server=$!
-cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  psql "$admin_url" -qAtc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-for _ in $(seq 1 600); do
-  curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null || { echo "citypin did not become ready"; cat "$log"; exit 1; }
-base="http://127.0.0.1:$port"
+. scripts/test-server.sh
+start_test_server schemathesis CITYPIN_AREAS="$test_shared/la311/la-city-council-districts-2012.json"
+log="$test_log"
+base="$test_base"
 status=0
 for doc in ${SCHEMATHESIS_DOCS:-/ogc/api}; do
   echo "schemathesis: $base$doc"

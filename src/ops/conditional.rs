@@ -11,12 +11,8 @@ use axum::http::{HeaderMap, header};
 /// either side is ignored), as RFC 9110 asks for `If-None-Match`.
 pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     let etag = etag.trim_start_matches("W/");
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
+    tags(headers, header::IF_NONE_MATCH)
+        .map(|t| t.trim_start_matches("W/"))
         .any(|t| t == "*" || t == etag)
 }
 
@@ -91,10 +87,7 @@ pub fn range_applies(headers: &HeaderMap, v: &Validators<'_>) -> bool {
     if value.starts_with('"') || value.starts_with("W/") {
         return strong_eq(value, v.etag);
     }
-    httpdate::parse_http_date(value)
-        .ok()
-        .and_then(|d| d.duration_since(UNIX_EPOCH).ok())
-        .is_some_and(|d| d.as_secs() == v.modified_secs())
+    http_date_secs(value) == Some(v.modified_secs())
 }
 
 /// The entity tags of every header of this name.
@@ -114,8 +107,12 @@ fn strong_eq(a: &str, b: &str) -> bool {
 
 /// A date header in whole seconds since the epoch, if it parses.
 fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<u64> {
-    let v = headers.get(name)?.to_str().ok()?;
-    let t = httpdate::parse_http_date(v.trim()).ok()?;
+    http_date_secs(headers.get(name)?.to_str().ok()?)
+}
+
+/// An HTTP date in whole seconds since the epoch (a date before it counts as 0), if it parses.
+fn http_date_secs(value: &str) -> Option<u64> {
+    let t = httpdate::parse_http_date(value.trim()).ok()?;
     Some(
         t.duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)

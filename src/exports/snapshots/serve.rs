@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 use super::super::stream::Format;
 use super::{dir, file_name};
@@ -122,22 +122,8 @@ async fn snapshot(
     Ok((status, res_headers, file_body(file, count)).into_response())
 }
 
-/// `count` bytes of `file` from its current position, read a chunk at a time.
+/// `count` bytes of `file` from its current position, a chunk at a time. The file is never
+/// changed in place (a new generation is renamed over it), so the open file holds `count` bytes.
 fn file_body(file: tokio::fs::File, count: u64) -> Body {
-    let chunks = futures_util::stream::try_unfold((file, count), |(mut file, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let mut buf = vec![0; READ_CHUNK.min(usize::try_from(left).unwrap_or(READ_CHUNK))];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "snapshot file shorter than its length",
-            ));
-        }
-        buf.truncate(n);
-        Ok::<_, std::io::Error>(Some((Bytes::from(buf), (file, left - n as u64))))
-    });
-    Body::from_stream(chunks)
+    Body::from_stream(ReaderStream::with_capacity(file.take(count), READ_CHUNK))
 }
